@@ -1,0 +1,130 @@
+"""Gateways: the semantic checks and normalisation of each ``gateways[i]``.
+
+The order matters only in one place: filters are compiled before routers and
+interceptors are checked, so a reference to a filter that exists but does not compile
+reports the filter's own error, not a second "no filter named" one.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..routing.filters import FilterError, compile_filter, normalise_filter_spec
+from ..routing.hosts import HostPatternError, normalise_pattern
+from .addresses import normalise_address
+from .findings import Findings
+from .interceptors import check_interceptors
+from .location import child
+from .upstreams import normalise_upstreams
+
+_OPTIONAL_LISTS = ("downstreams", "routers", "interceptors", "filters")
+DEFAULT_UPSTREAM_ALIAS = "default"
+
+
+def normalise_gateways(gateways: list[dict[str, Any]], base_dir: str,
+                       findings: Findings) -> None:
+    """Check and normalise, in place, every defaults-filled gateway."""
+    first_by_name: dict[str, str] = {}
+    for index, gateway in enumerate(gateways):
+        path = child("gateways", index)
+        name_path = child(path, "name")
+        if gateway["name"] in first_by_name:
+            findings.error(name_path, f"duplicate gateway name {gateway['name']!r} "
+                                      f"(also {first_by_name[gateway['name']]})")
+        else:
+            first_by_name[gateway["name"]] = name_path
+        for key in _OPTIONAL_LISTS:
+            # YAML's `routers:` with nothing under it is null: the same as absent.
+            if gateway[key] is None:
+                gateway[key] = []
+        _normalise_binds(gateway["bind_addresses"], child(path, "bind_addresses"),
+                         base_dir, findings)
+        _normalise_downstreams(gateway["downstreams"], child(path, "downstreams"), findings)
+        normalise_upstreams(gateway["upstreams"], child(path, "upstreams"), base_dir, findings)
+        filter_names = _normalise_filters(gateway["filters"], child(path, "filters"), findings)
+        _resolve_routers(gateway, path, filter_names, findings)
+        check_interceptors(gateway["interceptors"], child(path, "interceptors"),
+                           filter_names, findings)
+
+
+def _normalise_binds(binds: list[dict[str, Any]], path: str, base_dir: str,
+                     findings: Findings) -> None:
+    for index, bind in enumerate(binds):
+        bind_path = child(path, index)
+        if "tls" in bind:
+            findings.error(child(bind_path, "tls"), "TLS listeners are not supported yet")
+        address = normalise_address(bind, bind_path, base_dir, findings)
+        if address is not None:
+            binds[index] = address
+
+
+def _normalise_downstreams(downstreams: list[dict[str, str]], path: str,
+                           findings: Findings) -> None:
+    first_by_pattern: dict[str, str] = {}
+    for index, downstream in enumerate(downstreams):
+        host_path = child(child(path, index), "host")
+        try:
+            pattern = normalise_pattern(downstream["host"])
+        except HostPatternError as exc:
+            findings.error(host_path, str(exc))
+            continue
+        if pattern in first_by_pattern:
+            findings.error(host_path, f"duplicate host pattern {pattern!r} "
+                                      f"(also {first_by_pattern[pattern]})")
+        else:
+            first_by_pattern[pattern] = host_path
+        downstream["host"] = pattern
+
+
+def _normalise_filters(filters: list[dict[str, Any]], path: str,
+                       findings: Findings) -> set[str]:
+    """Compile every filter, normalise the ones that compile; return all names given."""
+    first_by_name: dict[str, str] = {}
+    for index, spec in enumerate(filters):
+        filter_path = child(path, index)
+        name = spec["name"]
+        if name in first_by_name:
+            findings.error(child(filter_path, "name"),
+                           f"duplicate filter name {name!r} (also {first_by_name[name]})")
+        else:
+            first_by_name[name] = child(filter_path, "name")
+        body = {key: value for key, value in spec.items() if key != "name"}
+        try:
+            compile_filter(body, filter_path)
+        except FilterError as exc:
+            findings.error(exc.path, exc.message)
+            continue
+        filters[index] = {"name": name, **normalise_filter_spec(body)}
+    return set(first_by_name)
+
+
+def _resolve_routers(gateway: dict[str, Any], path: str, filter_names: set[str],
+                     findings: Findings) -> None:
+    """Resolve router upstreams (``default`` included) and filters; note dead routes."""
+    upstream_names = {u["name"] for u in gateway["upstreams"]}
+    default = next((u["name"] for u in gateway["upstreams"] if u["default"]), None)
+    routers_path = child(path, "routers")
+    catch_all: str | None = None
+    for index, router in enumerate(gateway["routers"]):
+        router_path = child(routers_path, index)
+        target = router["upstream"]
+        if target in upstream_names:
+            pass  # A real name wins over the alias, even an upstream named "default".
+        elif target == DEFAULT_UPSTREAM_ALIAS and default is not None:
+            router["upstream"] = default
+        elif target == DEFAULT_UPSTREAM_ALIAS:
+            findings.error(child(router_path, "upstream"),
+                           "no upstream named 'default' and no upstream is marked "
+                           "default: true")
+        else:
+            findings.error(child(router_path, "upstream"), f"no upstream named {target!r}")
+        filter_name = router["filter"]
+        if filter_name is not None and filter_name not in filter_names:
+            findings.error(child(router_path, "filter"), f"no filter named {filter_name!r}")
+        if catch_all is not None:
+            findings.notice(router_path, f"never used: {catch_all} has no filter and "
+                                         "takes every request first")
+        elif filter_name is None:
+            catch_all = router_path
+    if not gateway["routers"] and default is None:
+        findings.notice(routers_path, "no routers and no upstream marked default: true; "
+                                      "every request will be answered 404")

@@ -1,0 +1,39 @@
+"""Every listening address is bound once: across gateways, and by the admin listener.
+
+Addresses compare in their normalised form, so ``[::1]`` and ``::1`` collide. Distinct
+addresses on one port (``0.0.0.0:80`` and ``127.0.0.1:80``) are allowed: with
+SO_REUSEPORT the kernel hands each connection to the most specific listener.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..routing.hosts import split_host_port
+from .addresses import describe_address
+from .findings import Findings
+from .location import child
+
+
+def check_unique_listeners(config: dict[str, Any], findings: Findings) -> None:
+    """Record an error for each address bound a second time, naming the first binder."""
+    first: dict[str, tuple[str, str]] = {}
+    for gateway_index, gateway in enumerate(config["gateways"]):
+        gateway_path = child("gateways", gateway_index)
+        for index, address in enumerate(gateway["bind_addresses"]):
+            path = child(child(gateway_path, "bind_addresses"), index)
+            key = describe_address(address)
+            if key in first:
+                owner, owner_path = first[key]
+                findings.error(path, f"{key} is already bound by gateway {owner!r} "
+                                     f"({owner_path})")
+            else:
+                first[key] = (gateway["name"], path)
+    admin = config.get("admin")
+    if admin is not None:
+        parts = split_host_port(admin["listen"])
+        if parts is not None and parts[1] is not None:
+            key = describe_address({"host": parts[0], "port": parts[1]})
+            if key in first:
+                owner, owner_path = first[key]
+                findings.error("admin.listen", f"{key} is already bound by gateway "
+                                               f"{owner!r} ({owner_path})")
