@@ -1,0 +1,351 @@
+"""The reference engine: h11, strict and pure Python, plus the gateway's policy.
+
+Theory of operation
+-------------------
+h11 is a state machine for a whole connection, with a writer for our side and a reader for
+the peer's. We only read through it, so its states never advance past one message:
+
+* Downstream, each request gets a fresh ``h11.Connection(h11.SERVER)``; when it reports
+  EndOfMessage the bytes it has not consumed (``trailing_data``) start the next request.
+* Upstream, a ``h11.Connection(h11.CLIENT)`` per response is first told the request method
+  by sending it a synthetic request (the bytes it produces are dropped): HEAD changes the
+  framing of the response.
+
+Heads are cut out of the stream by ``framing`` before h11 sees them (first-byte rule, end of
+head, size limit, raw-byte policy), so these decisions are shared with the httptools engine
+and do not depend on how the bytes were split into reads. h11 then checks the grammar and
+the framing headers, and ``policy`` adds the gateway's rules. Bodies, chunk framing and
+trailers are read by h11 itself.
+
+``reference_request_head`` and ``reference_response_head`` are the verdict of this engine
+on one complete head. The httptools engine asks them whenever llhttp's result alone cannot
+tell what this engine would do, which is how the two engines stay identical by construction
+on unusual input.
+
+Errors are queued behind the events that precede them (see ``events``), so a pipelined
+request that is broken does not hide the good requests before it.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Final
+
+import h11
+
+from ..events import CLOSED, END, ProtocolError, RequestEvent, RequestHead, ResponseEvent, \
+    ResponseHead
+from . import framing, policy
+
+# Parser states. _DRAINED: a message that closes the connection has ended, only EOF may follow.
+_HEAD: Final = 0
+_BODY: Final = 1
+_DRAINED: Final = 2
+_DONE: Final = 3
+_DEAD: Final = 4
+
+
+def _from_h11(exc: h11.RemoteProtocolError, status: int | None = None) -> ProtocolError:
+    """Translate an h11 error, keeping its status hint unless ``status`` overrides it."""
+    return ProtocolError(str(exc), exc.error_status_hint if status is None else status)
+
+
+def reference_request_head(head: bytes, limit: int) -> tuple[RequestHead, h11.Connection]:
+    """Judge one complete request head (terminator included) as this engine does.
+
+    Returns the head and the h11 connection positioned at the start of its body.
+    Raises ProtocolError with h11's status hint, or the policy's.
+    """
+    framing.check_raw_head(head, 400)
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
+    conn.receive_data(head)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise _from_h11(exc) from None
+    assert isinstance(event, h11.Request), event  # a complete head always yields a Request
+    result = policy.request_head(event.method, event.target, event.http_version,
+                                 list(event.headers))
+    assert result is not None, "h11 output is canonical"
+    return result, conn
+
+
+def client_connection(request_method: bytes, limit: int) -> h11.Connection:
+    """An h11 client connection that has sent a request with ``request_method``."""
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=limit)
+    conn.send(h11.Request(method=request_method, target=b"/", headers=[(b"host", b"upstream")]))
+    conn.send(h11.EndOfMessage())
+    return conn
+
+
+def reference_response_head(conn: h11.Connection, head: bytes,
+                            request_method: bytes) -> ResponseHead:
+    """Judge one complete response head with ``conn``, a client connection awaiting it.
+
+    Raises ProtocolError(502) for anything h11 or the policy refuses.
+    """
+    framing.check_raw_head(head, 502)
+    conn.receive_data(head)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise _from_h11(exc, 502) from None
+    assert isinstance(event, (h11.Response, h11.InformationalResponse)), event
+    result = policy.response_head(event.status_code, event.reason, event.http_version,
+                                  list(event.headers), request_method)
+    assert result is not None, "h11 output is canonical"
+    return result
+
+
+class H11RequestParser:
+    """Downstream parser on h11 (see the module docstring)."""
+
+    __slots__ = ("_limit", "_buf", "_scan", "_conn", "_events", "_error", "_state", "_eof",
+                 "_keep_alive")
+
+    def __init__(self, max_header_bytes: int = 65536) -> None:
+        self._limit = max_header_bytes
+        self._buf = bytearray()            # the head being framed (state _HEAD)
+        self._scan = 0                     # where to resume the search for its end
+        self._conn: h11.Connection | None = None  # reads the current body (state _BODY)
+        self._events: deque[RequestEvent] = deque()
+        self._error: ProtocolError | None = None  # raised once the events before it are out
+        self._state = _HEAD
+        self._eof = False
+        self._keep_alive = True            # of the request being read
+
+    def feed(self, data: bytes) -> None:
+        """See RequestParser.feed. Errors are queued, never raised here."""
+        if self._state == _DEAD:
+            return
+        if self._eof:
+            if data:
+                raise RuntimeError("data fed after EOF")
+            return
+        try:
+            if not data:
+                self._eof = True
+                self._feed_eof()
+            elif self._state == _HEAD:
+                self._buf += data
+                self._run()
+            elif self._state == _BODY:
+                assert self._conn is not None
+                self._conn.receive_data(data)
+                self._run()
+            else:  # _DRAINED
+                raise ProtocolError("data after a request that closes the connection", 400)
+        except ProtocolError as exc:
+            self._error = exc
+            self._state = _DEAD
+            self._conn = None
+
+    def next_event(self) -> RequestEvent:
+        """See RequestParser.next_event."""
+        if self._events:
+            return self._events.popleft()
+        if self._error is not None:
+            raise self._error  # a dead parser keeps raising
+        return None
+
+    def _run(self) -> None:
+        """Parse heads and bodies until the input runs out or a message closes the connection."""
+        while True:
+            if self._state == _HEAD:
+                if not self._head():
+                    return
+            elif self._state == _BODY:
+                if not self._body():
+                    return
+            else:
+                return
+
+    def _head(self) -> bool:
+        """Frame and judge the next head; True when it was complete."""
+        buf = self._buf
+        if not buf:
+            return False
+        framing.check_first_byte(buf, 0, 400)
+        end = framing.find_head_end(buf, 0, self._scan)
+        status = framing.size_error(buf, 0, end, self._limit)
+        if status > 0:
+            raise ProtocolError("request head too large", status)
+        if end == -1:
+            self._scan = max(0, len(buf) - 2)
+            return False
+        head, self._conn = reference_request_head(bytes(buf[:end]), self._limit)
+        if end < len(buf):
+            self._conn.receive_data(bytes(buf[end:]))
+        self._buf = bytearray()
+        self._scan = 0
+        self._keep_alive = head.keep_alive
+        self._events.append(head)
+        self._state = _BODY
+        return True
+
+    def _body(self) -> bool:
+        """Move h11's body events to the queue; True when the message ended."""
+        conn = self._conn
+        assert conn is not None
+        events = self._events
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _from_h11(exc) from None
+            if isinstance(event, h11.Data):
+                if event.data:
+                    events.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                assert event is h11.NEED_DATA, event
+                return False
+        events.append(END)
+        rest = conn.trailing_data[0]
+        self._conn = None
+        if self._keep_alive:
+            self._state = _HEAD
+            self._buf = bytearray(rest)
+            return True
+        self._state = _DRAINED
+        if rest:
+            raise ProtocolError("data after a request that closes the connection", 400)
+        return False
+
+    def _feed_eof(self) -> None:
+        """The client closed its side: end cleanly between messages, else fail."""
+        if self._state == _BODY:
+            # h11 raises for every EOF inside a request body (no request is close-delimited).
+            assert self._conn is not None
+            self._conn.receive_data(b"")
+            self._run()
+        elif self._state == _HEAD and self._buf:
+            status = framing.size_error(self._buf, 0, -1, self._limit, at_eof=True)
+            raise ProtocolError("connection closed inside a request head", status or 400)
+        else:
+            self._events.append(CLOSED)
+            self._state = _DONE
+
+
+class H11ResponseParser:
+    """Upstream parser on h11, for one response (see the module docstring)."""
+
+    __slots__ = ("_limit", "_method", "_buf", "_scan", "_conn", "_events", "_error", "_state",
+                 "_eof", "_seen", "_trailing")
+
+    def __init__(self, request_method: bytes, max_header_bytes: int = 65536) -> None:
+        if request_method == b"CONNECT":
+            raise ValueError("the gateway never forwards CONNECT")
+        self._limit = max_header_bytes
+        self._method = request_method
+        self._buf = bytearray()
+        self._scan = 0
+        self._conn = client_connection(request_method, max_header_bytes)
+        self._events: deque[ResponseEvent] = deque()
+        self._error: ProtocolError | None = None
+        self._state = _HEAD
+        self._eof = False
+        self._seen = False          # any byte of the response received yet
+        self._trailing = False
+
+    @property
+    def trailing_data(self) -> bool:
+        """See ResponseParser.trailing_data."""
+        return self._trailing
+
+    def feed(self, data: bytes) -> None:
+        """See ResponseParser.feed. Errors are queued, never raised here."""
+        if self._state == _DEAD:
+            return
+        if self._eof:
+            if data:
+                raise RuntimeError("data fed after EOF")
+            return
+        if data:
+            self._seen = True
+        try:
+            if not data:
+                self._eof = True
+                self._feed_eof()
+            elif self._state == _HEAD:
+                self._buf += data
+                self._run()
+            elif self._state == _BODY:
+                self._conn.receive_data(data)
+                self._run()
+            else:  # _DONE
+                self._trailing = True
+        except ProtocolError as exc:
+            self._error = exc
+            self._state = _DEAD
+
+    def next_event(self) -> ResponseEvent:
+        """See ResponseParser.next_event."""
+        if self._events:
+            return self._events.popleft()
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def _run(self) -> None:
+        """Parse heads (1xx, then the final one) and the body as far as the input goes."""
+        while self._state == _HEAD:
+            if not self._head():
+                return
+        if self._state == _BODY:
+            self._body()
+
+    def _head(self) -> bool:
+        """Frame and judge the next head; True when it was complete."""
+        buf = self._buf
+        if not buf:
+            return False
+        framing.check_first_byte(buf, 0, 502)
+        end = framing.find_head_end(buf, 0, self._scan)
+        if framing.size_error(buf, 0, end, self._limit):
+            raise ProtocolError("response head too large", 502)
+        if end == -1:
+            self._scan = max(0, len(buf) - 2)
+            return False
+        head = reference_response_head(self._conn, bytes(buf[:end]), self._method)
+        self._events.append(head)
+        self._scan = 0
+        if head.status < 200:
+            del buf[:end]
+            return True
+        if end < len(buf):
+            self._conn.receive_data(bytes(buf[end:]))
+        self._buf = bytearray()
+        self._state = _BODY
+        return True
+
+    def _body(self) -> None:
+        """Move h11's body events to the queue, up to END or the end of the input."""
+        conn = self._conn
+        events = self._events
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _from_h11(exc, 502) from None
+            if isinstance(event, h11.Data):
+                if event.data:
+                    events.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                assert event is h11.NEED_DATA, event
+                return
+        events.append(END)
+        self._trailing = bool(conn.trailing_data[0])
+        self._state = _DONE
+
+    def _feed_eof(self) -> None:
+        """The upstream closed: ends a close-delimited body, else the response is broken."""
+        if self._state == _BODY:
+            self._conn.receive_data(b"")
+            self._run()
+        elif self._state == _HEAD:
+            if self._seen:
+                raise ProtocolError("upstream closed inside a response head", 502)
+            raise ProtocolError("upstream closed the connection without responding", 502)

@@ -1,0 +1,163 @@
+"""The parser seam: the events every HTTP/1.1 engine produces, and its errors.
+
+Theory of operation
+-------------------
+A parser is sans-IO (as in h11 and hypercorn): bytes go in with ``feed()``, events come out
+of ``next_event()``. The connection code never sees which engine produced an event, so the
+two engines (``h11``, the strict reference, and ``httptools``, llhttp) must produce the same
+events and take the same accept/reject decision for every input. Where llhttp is more
+lenient than h11 the httptools engine rejects on its own (see ``engines/validate.py``).
+
+The event stream of a request parser, for each message on the connection::
+
+    RequestHead, then zero or more ``bytes`` (body data, never empty), then END
+
+and after the last message, once the peer has closed cleanly between messages, ``CLOSED``.
+``None`` means "feed me more bytes". Pipelined requests come one after the other in the same
+stream; a caller that is still answering one request simply does not ask for the next event.
+
+A response parser is made per response (it must know the request method, for HEAD), and
+yields zero or more informational heads (status 100..199) before the final ``ResponseHead``,
+then body ``bytes``, then END. A close-delimited body ends when ``feed(b"")`` signals EOF.
+
+Errors are delivered in stream order: ``feed()`` keeps a ProtocolError behind the events
+that precede it, and ``next_event()`` raises it once those are taken, so the good requests
+of a pipeline are served before the bad one is answered.
+
+Body data is handed over as ``bytes`` objects rather than wrapped in an event class: the body
+path is the hot path and an allocation per chunk is what we avoid.
+
+Header names are lower-cased ``bytes``; values are ``bytes`` with surrounding whitespace
+stripped; order and repetition are kept.
+"""
+from __future__ import annotations
+
+from typing import Final, Literal, Protocol
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not acceptable HTTP/1.1.
+
+    ``status`` is the status a server should answer with (400, 413, 414, 431, 501, 505);
+    for a response parser it is 502 (the upstream is broken).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+END: Final = _Sentinel("END")          # the current message is complete
+CLOSED: Final = _Sentinel("CLOSED")    # the peer closed cleanly between messages
+
+
+class RequestHead:
+    """A request line and its headers, already validated and framed.
+
+    ``content_length`` is the declared length (``None`` when the body is chunked or absent);
+    ``chunked`` is true for ``Transfer-Encoding: chunked``. A request with neither has no body.
+    ``keep_alive`` folds the version and the Connection header: HTTP/1.1 unless ``close``,
+    HTTP/1.0 only with ``keep-alive``. ``expect_continue`` is true for ``Expect: 100-continue``.
+    """
+
+    __slots__ = ("method", "target", "http_version", "headers", "content_length", "chunked",
+                 "keep_alive", "expect_continue")
+
+    def __init__(self, method: bytes, target: bytes, http_version: bytes, headers: Headers,
+                 content_length: int | None, chunked: bool, keep_alive: bool,
+                 expect_continue: bool) -> None:
+        self.method = method
+        self.target = target
+        self.http_version = http_version
+        self.headers = headers
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+
+    def __repr__(self) -> str:
+        return f"RequestHead({self.method!r}, {self.target!r}, {self.http_version!r}, {self.headers!r})"
+
+
+class ResponseHead:
+    """A status line and its headers.
+
+    ``body`` says how the body is framed: ``"none"`` (HEAD, 1xx, 204, 304), ``"length"``
+    (``content_length`` bytes), ``"chunked"``, or ``"close"`` (until EOF). ``keep_alive`` is
+    false when the upstream connection cannot be reused after this response.
+    """
+
+    __slots__ = ("status", "reason", "http_version", "headers", "content_length", "body",
+                 "keep_alive")
+
+    def __init__(self, status: int, reason: bytes, http_version: bytes, headers: Headers,
+                 content_length: int | None,
+                 body: Literal["none", "length", "chunked", "close"], keep_alive: bool) -> None:
+        self.status = status
+        self.reason = reason
+        self.http_version = http_version
+        self.headers = headers
+        self.content_length = content_length
+        self.body = body
+        self.keep_alive = keep_alive
+
+    def __repr__(self) -> str:
+        return f"ResponseHead({self.status}, {self.reason!r}, {self.headers!r}, body={self.body})"
+
+
+RequestEvent = RequestHead | bytes | _Sentinel | None
+ResponseEvent = ResponseHead | bytes | _Sentinel | None
+
+
+class RequestParser(Protocol):
+    """Downstream side: one per client connection, across all its requests."""
+
+    def feed(self, data: bytes) -> None:
+        """Hand over received bytes; ``b""`` means the peer closed (EOF).
+
+        Parses at once, but never raises ProtocolError: an error is kept for next_event()
+        behind the events before it. Raises RuntimeError for bytes fed after EOF.
+        """
+
+    def next_event(self) -> RequestEvent:
+        """Return the next event, or None when more bytes are needed.
+
+        Raises ProtocolError once the events before it are taken. After an error the parser
+        is dead (it raises again on every call): the connection must answer the error and
+        close.
+        """
+
+
+class ResponseParser(Protocol):
+    """Upstream side: one per response."""
+
+    def feed(self, data: bytes) -> None:
+        """As RequestParser.feed; errors carry status 502."""
+
+    def next_event(self) -> ResponseEvent:
+        """As RequestParser.next_event."""
+
+    @property
+    def trailing_data(self) -> bool:
+        """True when bytes arrived after END: the connection must not be reused."""
+
+
+class Limits(Protocol):
+    """What a parser needs to know of the configured limits."""
+
+    max_header_bytes: int      # request line + headers; over it: 431 (414 for the line alone)
+
+
+EngineName = Literal["h11", "httptools"]
