@@ -1,0 +1,273 @@
+"""``dakia-master``: start the gateway, or talk to a running master through its pid file.
+
+Exit codes follow the LSB init-script conventions where they apply: 0 success, 1 generic
+error (invalid config, cannot bind...), 3 for ``status`` when no master is running.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any, Sequence
+
+from . import __version__
+from .config import ConfigError, load
+from .master import pidfile
+from .master.checks import runtime_errors
+
+_CHECKOUT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "etc", "dakia", "dakia.yaml")
+_INSTALLED_CONFIG = "/etc/dakia/dakia.yaml"
+
+
+def default_config_path() -> str:
+    return _CHECKOUT_CONFIG if os.path.exists(_CHECKOUT_CONFIG) else _INSTALLED_CONFIG
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"dakia-master: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path: str, *, quiet_notices: bool = False) -> tuple[dict[str, Any] | None, int]:
+    """Load and validate; print every error with its path. Returns (config, exit code)."""
+    try:
+        config, notices = load(path)
+    except ConfigError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return None, 1
+    if not quiet_notices:
+        for notice in notices:
+            print(f"notice: {notice}", file=sys.stderr)
+    return config, 0
+
+
+# -- commands ---------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    config, code = _load(args.config)
+    if config is None:
+        print(f"{args.config}: configuration is invalid", file=sys.stderr)
+        return code
+    for problem in runtime_errors(config):
+        print(f"warning: {problem} (start will refuse this)", file=sys.stderr)
+    print(f"{args.config}: configuration is valid")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    config, code = _load(args.config)
+    if config is None:
+        return _fail("not started: the configuration is invalid", code)
+    problems = runtime_errors(config)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return _fail("not started: the configuration cannot run in this version")
+    if args.workers is not None and args.workers < 1:
+        return _fail("--workers must be at least 1")
+    running = pidfile.read(config["pid_file"])
+    if running is not None:
+        return _fail(f"already running (pid {running}, {config['pid_file']})")
+    from .logs import setup_logging
+    from .master.arbiter import Master, StartError
+
+    ready_w = -1
+    if args.daemon:
+        ready_r, ready_w = os.pipe()
+        if os.fork() > 0:
+            os.close(ready_w)
+            with os.fdopen(ready_r, "rb") as ready:
+                answer = ready.read().decode("utf-8", "replace")
+            if answer.startswith("ok"):
+                return 0
+            return _fail(answer or "the daemon exited before it was ready")
+        os.close(ready_r)
+        os.setsid()
+        if os.fork() > 0:
+            os._exit(0)
+        _detach_stdio()
+    setup_logging(config)
+    try:
+        master = Master(os.path.abspath(args.config), config, args.workers)
+        master.setup()
+    except StartError as exc:
+        if ready_w >= 0:
+            os.write(ready_w, str(exc).encode())
+            os.close(ready_w)
+        logging.getLogger("dakia.master").error("%s", exc)
+        return _fail(str(exc)) if ready_w < 0 else 1
+    if ready_w >= 0:
+        os.write(ready_w, b"ok")
+        os.close(ready_w)
+    return master.run()
+
+
+def _detach_stdio() -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _running_master(args: argparse.Namespace) -> tuple[dict[str, Any] | None, int | None]:
+    config, _code = _load(args.config, quiet_notices=True)
+    if config is None:
+        return None, None
+    return config, pidfile.read(config["pid_file"])
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pidfile.alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _cmd_stop(args: argparse.Namespace, sig: int, wait: float) -> int:
+    config, pid = _running_master(args)
+    if config is None:
+        return 1
+    if pid is None:
+        return _fail(f"not running (no live pid in {config['pid_file']})")
+    os.kill(pid, sig)
+    if args.no_wait:
+        return 0
+    if not _wait_gone(pid, wait):
+        return _fail(f"master {pid} still running after {wait:.0f}s")
+    print(f"stopped master {pid}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return _cmd_stop(args, signal.SIGTERM, 15.0)
+
+
+def cmd_quit(args: argparse.Namespace) -> int:
+    config, _ = _running_master(args)
+    grace = float(config.get("graceful_timeout", 30)) if config else 30.0
+    return _cmd_stop(args, signal.SIGQUIT, grace + 10.0)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    config, pid = _running_master(args)
+    if config is None:
+        return _fail("reload refused: the configuration is invalid; nothing changed")
+    problems = runtime_errors(config)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return _fail("reload refused: the configuration cannot run; nothing changed")
+    if pid is None:
+        return _fail(f"not running (no live pid in {config['pid_file']})")
+    from .config.store import ConfigStore
+    store = ConfigStore(config["state_dir"])
+    before = store.latest()
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if store.latest() > before:
+            print(f"reloaded: master {pid} published config v{store.latest()}")
+            return 0
+        time.sleep(0.05)
+    return _fail("the master did not publish a new version; see its error log")
+
+
+def status_report(config: dict[str, Any], pid: int) -> dict[str, Any]:
+    from .shm.control import ControlBlock
+    from .shm.segment import Segment, segment_name
+    report: dict[str, Any] = {"master": {"pid": pid}, "workers": []}
+    try:
+        segment = Segment(segment_name(config["state_dir"], pid, "control"), 0, create=False)
+    except Exception as exc:  # noqa: BLE001 - report what we can
+        report["error"] = f"cannot read the control block: {exc}"
+        return report
+    try:
+        control = ControlBlock(segment)
+        now = time.time()
+        report["master"].update(config_version=control.config_version,
+                                uptime=round(now - control.master_started, 1))
+        for record in control.records():
+            report["workers"].append({
+                "slot": record.slot, "pid": record.pid, "state": record.state,
+                "config_version": record.config_version,
+                "uptime": round(now - record.started, 1),
+                "requests": record.requests,
+                "last_heartbeat": round(now - record.heartbeat, 1)})
+    finally:
+        segment.close()
+    return report
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config, pid = _running_master(args)
+    if config is None:
+        return 1
+    if pid is None:
+        if args.json:
+            print(json.dumps({"running": False}))
+        else:
+            print(f"dakia-master is not running (pid file {config['pid_file']})")
+        return 3
+    report = status_report(config, pid)
+    if args.json:
+        print(json.dumps({"running": True, **report}, indent=2))
+        return 0
+    master = report["master"]
+    print(f"master  pid {pid}  config v{master.get('config_version', '?')}  "
+          f"uptime {master.get('uptime', '?')}s")
+    if "error" in report:
+        print(report["error"])
+    for w in report["workers"]:
+        print(f"worker  slot {w['slot']:<3} pid {w['pid']:<8} {w['state']:<9} "
+              f"config v{w['config_version']:<4} uptime {w['uptime']}s  "
+              f"requests {w['requests']}")
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"dakia-prefork {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dakia-master",
+                                     description="dakia-prefork API gateway master")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("-c", "--config", default=default_config_path(),
+                       help="config file (default: %(default)s)")
+        p.set_defaults(func=func)
+        return p
+
+    start = command("start", cmd_start, "start the gateway (foreground unless --daemon)")
+    start.add_argument("--workers", type=int, default=None, help="override `workers`")
+    start.add_argument("--daemon", action="store_true", help="detach; return once serving")
+    for name, func, text in (("stop", cmd_stop, "fast stop (TERM)"),
+                             ("quit", cmd_quit, "graceful stop (QUIT)")):
+        p = command(name, func, text)
+        p.add_argument("--no-wait", action="store_true", help="signal and return at once")
+    command("reload", cmd_reload, "validate, then reload the configuration (HUP)")
+    status = command("status", cmd_status, "show the master and its workers")
+    status.add_argument("--json", action="store_true")
+    command("check", cmd_check, "validate a configuration file and exit")
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

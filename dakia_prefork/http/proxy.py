@@ -1,0 +1,463 @@
+"""One client connection: parse requests, route them, proxy them, answer in order.
+
+Theory of operation
+-------------------
+A ``ClientConnection`` runs in its own greenlet and handles the requests of one downstream
+connection strictly one after the other: a pipelined request is not even parsed until the
+previous response has been written, so responses go out in request order by construction.
+
+For each request:
+
+1. the head is parsed by the engine (h11 or httptools, behind ``events.RequestParser``);
+2. the Host is normalised and matched against the gateway's downstreams (404 if none);
+3. the routers pick an upstream (404 if none); interceptors may answer on their own;
+4. a node is chosen (round robin in shared memory) and a connection taken from the pool;
+5. the request head is written with hop-by-hop headers removed and X-Forwarded-* and Via
+   set, then the body is streamed chunk by chunk as it arrives (re-framed: a chunked body
+   is re-chunked, a Content-Length body forwarded as is);
+6. the response is parsed as it arrives and streamed back, re-framed for the client
+   (Content-Length kept, chunked or close-delimited bodies chunked for HTTP/1.1 clients,
+   close-delimited for HTTP/1.0 ones).
+
+Writes to the client are coalesced: every event the parser can produce from one ``recv`` is
+serialised into one buffer and written with one ``sendall``, so a small response costs one
+write however many events it parses into, and a large one streams with bounded memory.
+
+Errors before the response head has gone out become a short error response (400, 404, 413,
+502, 504); after that, the only honest signal left is to close the connection.
+
+A request keeps the ``Runtime`` (config version) it started with even if a reload swaps a
+new one in mid-flight: it reads ``ctx.runtime`` once.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from ..routing.hosts import normalise_host
+from . import wire
+from .events import CLOSED, END, ProtocolError, RequestHead, ResponseHead, Headers
+from .request import Request
+from .upstream import Node, UpstreamConnection, connect
+
+if TYPE_CHECKING:
+    from ..worker.context import ListenerInfo, WorkerContext
+    from ..worker.runtime import GatewayRuntime, UpstreamRuntime
+
+log = logging.getLogger("dakia.proxy")
+
+_RECV = 65536
+# A body this small is read and dropped after an early answer, so the connection stays
+# usable; a bigger one makes us close instead of reading what nobody wants.
+_DISCARD_LIMIT = 65536
+_VIA = b"1.1 dakia"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _UpstreamFailed(Exception):
+    """The upstream could not give a response head: answer ``status`` to the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _ClientGone(Exception):
+    """The client closed, timed out or broke the framing mid-request: just close."""
+
+
+class ClientConnection:
+    __slots__ = ("ctx", "sock", "peer", "listener", "parser", "requests", "idle", "linger",
+                 "_eof")
+
+    def __init__(self, ctx: WorkerContext, sock: socket.socket, peer: str,
+                 listener: ListenerInfo) -> None:
+        self.ctx = ctx
+        self.sock = sock
+        self.peer = peer
+        self.listener = listener
+        self.parser = ctx.engine.request_parser(ctx.limits.max_header_bytes)
+        self.requests = 0
+        self.idle = False       # waiting for the next request with nothing of it received
+        self.linger = False     # answered an error: drain what the client still sends
+        self._eof = False
+
+    # -- the connection loop -------------------------------------------------------------
+    def run(self) -> None:
+        ctx = self.ctx
+        limits = ctx.limits
+        while True:
+            self.idle = self.requests > 0
+            try:
+                event = self._next_event(limits.keepalive_timeout if self.requests
+                                         else limits.client_header_timeout)
+                if event is END:
+                    # The end of a body-less request answered before: body readers consume
+                    # their own END, so only these reach the connection loop.
+                    event = self._next_event(limits.keepalive_timeout)
+            except ProtocolError as exc:
+                self._send_error(exc.status, str(exc), b"GET")
+                return
+            except _ClientGone:
+                return
+            if event is CLOSED or not isinstance(event, RequestHead):
+                return
+            self.requests += 1
+            try:
+                keep_alive = self._handle(event)
+            except _ClientGone:
+                return
+            except ProtocolError as exc:
+                # The request body broke its framing. Every path that reads a body does so
+                # before writing a response head, so the client can still get the error.
+                self._send_error(exc.status, str(exc), event.method)
+                return
+            if not keep_alive or ctx.draining:
+                return
+
+    def _next_event(self, timeout: float):
+        """The next request-side event, reading from the socket as needed."""
+        parser = self.parser
+        event = parser.next_event()
+        while event is None:
+            if self._eof:
+                raise _ClientGone()
+            try:
+                self.sock.settimeout(timeout)
+                data = self.sock.recv(_RECV)
+            except OSError:       # includes timeouts and resets
+                raise _ClientGone() from None
+            self.idle = False
+            if not data:
+                self._eof = True
+            parser.feed(data)
+            event = parser.next_event()
+        return event
+
+    # -- one request ---------------------------------------------------------------------
+    def _handle(self, head: RequestHead) -> bool:
+        """Answer one request; return whether the connection may serve another."""
+        started = time.monotonic()
+        ctx = self.ctx
+        runtime = ctx.runtime
+        gateway = runtime.gateways[self.listener.gateway]
+
+        raw_host = b""
+        for name, value in head.headers:
+            if name == b"host":
+                raw_host = value
+                break
+        host = normalise_host(raw_host.decode("latin-1")) if raw_host else ""
+        if host is None:
+            return self._answer_early(head, 400, b"400 Bad Request: invalid Host header\n",
+                                      started)
+        if gateway.hosts.match(host) is None:
+            return self._answer_early(head, 404, b"404 Not Found: no such host\n", started)
+
+        request = Request(head, host, self.listener.scheme, self.peer)
+        upstream_name = gateway.router.route(request)
+        if upstream_name is None:
+            return self._answer_early(head, 404, b"404 Not Found: no route\n", started, request)
+
+        chain = gateway.interceptors
+        if chain is not None:
+            reply = chain.request_filter(request)
+            if reply is not None:
+                status, headers, body = reply
+                headers = chain.response_headers(request, status, headers)
+                return self._answer_early(head, status, body, started, request, headers)
+
+        upstream = gateway.upstreams[upstream_name]
+        return self._proxy(head, request, gateway, upstream, started)
+
+    def _answer_early(self, head: RequestHead, status: int, body: bytes, started: float,
+                      request: Request | None = None, headers: Headers | None = None) -> bool:
+        """Answer without the upstream, consuming a small body so the connection survives."""
+        keep_alive = head.keep_alive and not self.ctx.draining
+        if head.content_length or head.chunked:
+            if head.expect_continue:
+                keep_alive = False       # the client may or may not send the body now
+            elif keep_alive:
+                keep_alive = self._discard_body()
+        payload = wire.simple_response(status, body, close=not keep_alive, extra=headers)
+        if head.method == b"HEAD":
+            payload = payload[:len(payload) - len(body)]
+        self._write(payload)
+        self.ctx.access(self.peer, head, request, status, len(body), started)
+        return keep_alive
+
+    def _discard_body(self) -> bool:
+        """Read and drop a request body up to the discard limit; False if it was bigger."""
+        seen = 0
+        timeout = self.ctx.limits.client_body_timeout
+        while True:
+            event = self._next_event(timeout)
+            if event is END:
+                return True
+            if isinstance(event, bytes):
+                seen += len(event)
+                if seen > _DISCARD_LIMIT:
+                    return False
+
+    def _send_error(self, status: int, message: str, method: bytes) -> None:
+        body = b"%d %s\n" % (status, wire.REASONS.get(status, b"Error"))
+        log.info("client %s: %d %s", self.peer, status, message)
+        self.linger = True
+        try:
+            self._write(wire.simple_response(status, body, close=True))
+        except _ClientGone:
+            pass
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.sock.settimeout(self.ctx.limits.send_timeout)
+            self.sock.sendall(data)
+        except OSError:
+            raise _ClientGone() from None
+
+    # -- proxying ------------------------------------------------------------------------
+    def _upstream_head(self, head: RequestHead, node: Node) -> bytes:
+        headers = wire.end_to_end(head.headers)
+        forwarded_for = self.peer
+        via = _VIA
+        kept: Headers = []
+        for name, value in headers:
+            if name == b"x-forwarded-for":
+                forwarded_for = value.decode("latin-1") + ", " + self.peer
+            elif name == b"via":
+                via = value + b", " + _VIA
+            elif name in (b"x-forwarded-proto", b"x-forwarded-host", b"expect"):
+                continue        # ours replace the client's; Expect is answered here
+            else:
+                kept.append((name, value))
+        if forwarded_for:
+            kept.append((b"x-forwarded-for", forwarded_for.encode("latin-1")))
+        kept.append((b"x-forwarded-proto", self.listener.scheme_bytes))
+        raw_host = next((v for n, v in head.headers if n == b"host"), None)
+        if raw_host is not None:
+            kept.append((b"x-forwarded-host", raw_host))
+        else:
+            # An HTTP/1.0 client may omit Host; HTTP/1.1 upstreams require one.
+            kept.append((b"host", node.host_header))
+        kept.append((b"via", via))
+        if head.chunked:
+            kept.append((b"transfer-encoding", b"chunked"))
+        elif head.content_length is not None:
+            kept.append((b"content-length", b"%d" % head.content_length))
+        return wire.request_head(head.method, head.target, kept)
+
+    def _acquire(self, upstream: UpstreamRuntime, address) -> tuple[UpstreamConnection, bool]:
+        conn = self.ctx.pool.take_idle(address, upstream.idle_timeout)
+        if conn is not None:
+            return conn, True
+        return self._acquire_fresh(upstream, address)
+
+    def _proxy(self, head: RequestHead, request: Request, gateway: GatewayRuntime,
+               upstream: UpstreamRuntime, started: float) -> bool:
+        ctx = self.ctx
+        node = upstream.balancer.pick()
+        upstream_head = self._upstream_head(head, node)
+        has_body = head.chunked or bool(head.content_length)
+        try:
+            conn, reused = self._acquire(upstream, node.address)
+            try:
+                conn = self._send_request(conn, reused, upstream, node.address, head,
+                                          upstream_head, has_body)
+            except _UpstreamFailed:
+                raise
+            except (ProtocolError, _ClientGone):
+                conn.close()
+                raise
+        except _UpstreamFailed as exc:
+            log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
+                      request.path, upstream.name, node.label, exc)
+            body = (b"502 Bad Gateway: the upstream refused or broke the connection\n"
+                    if exc.status == 502 else b"504 Gateway Timeout: the upstream did not answer in time\n")
+            return self._answer_early(head, exc.status, body, started, request)
+        return self._relay_response(conn, head, request, gateway, upstream, node.label, started)
+
+    def _send_request(self, conn: UpstreamConnection, reused: bool, upstream: UpstreamRuntime,
+                      address, head: RequestHead, upstream_head: bytes,
+                      has_body: bool) -> UpstreamConnection:
+        """Write head and body upstream; a stale pooled connection is replaced once."""
+        usock = conn.sock
+        usock.settimeout(upstream.write_timeout)
+        if not has_body:
+            try:
+                usock.sendall(upstream_head)
+            except OSError as exc:
+                conn.close()
+                if not reused:
+                    raise _UpstreamFailed(502, f"send failed: {exc}") from None
+                conn, _ = self._acquire_fresh(upstream, address)
+                try:
+                    conn.sock.settimeout(upstream.write_timeout)
+                    conn.sock.sendall(upstream_head)
+                except OSError as exc2:
+                    conn.close()
+                    raise _UpstreamFailed(502, f"send failed: {exc2}") from None
+            return conn
+
+        if head.expect_continue and head.http_version == b"1.1":
+            self._write(_CONTINUE)
+        chunked = head.chunked
+        limit = self.ctx.limits.max_body_bytes
+        timeout = self.ctx.limits.client_body_timeout
+        sent = 0
+        pending = upstream_head
+        while True:
+            event = self._next_event(timeout)
+            if event is END:
+                pending = pending + wire.LAST_CHUNK if chunked else pending
+                self._upstream_send(conn, pending)
+                return conn
+            if not isinstance(event, bytes):
+                raise ProtocolError("unexpected event in request body")
+            sent += len(event)
+            if limit is not None and sent > limit:
+                conn.close()
+                self._send_error(413, "request body larger than max_body_bytes", head.method)
+                raise _ClientGone()
+            data = wire.chunk(event) if chunked else event
+            self._upstream_send(conn, pending + data if pending else data)
+            pending = b""
+
+    def _acquire_fresh(self, upstream: UpstreamRuntime, address) -> tuple[UpstreamConnection, bool]:
+        try:
+            sock = connect(address, upstream.connect_timeout)
+        except TimeoutError:
+            raise _UpstreamFailed(504, "connect timed out") from None
+        except OSError as exc:
+            raise _UpstreamFailed(502, f"connect failed: {exc}") from None
+        return UpstreamConnection(sock, address), False
+
+    @staticmethod
+    def _upstream_send(conn: UpstreamConnection, data: bytes) -> None:
+        try:
+            conn.sock.sendall(data)
+        except TimeoutError:
+            conn.close()
+            raise _UpstreamFailed(504, "write timed out") from None
+        except OSError as exc:
+            conn.close()
+            raise _UpstreamFailed(502, f"send failed: {exc}") from None
+
+    def _relay_response(self, conn: UpstreamConnection, head: RequestHead, request: Request,
+                        gateway: GatewayRuntime, upstream: UpstreamRuntime, node_label: str,
+                        started: float) -> bool:
+        ctx = self.ctx
+        parser = ctx.engine.response_parser(head.method, ctx.limits.max_header_bytes)
+        usock = conn.sock
+        usock.settimeout(upstream.read_timeout)
+        client_http10 = head.http_version == b"1.0"
+        keep_client = head.keep_alive and not ctx.draining
+        chunked_out = False
+        upstream_keep_alive = False
+        status = 0
+        sent_body = 0
+        out: list[bytes] = []
+        chain = gateway.interceptors
+        try:
+            while True:
+                try:
+                    event = parser.next_event()
+                except ProtocolError as exc:
+                    raise _UpstreamFailed(502, f"invalid response: {exc}") from None
+                if event is None:
+                    if out:
+                        self._write(b"".join(out))
+                        out.clear()
+                    try:
+                        data = usock.recv(_RECV)
+                    except TimeoutError:
+                        raise _UpstreamFailed(504, "read timed out") from None
+                    except OSError as exc:
+                        raise _UpstreamFailed(502, f"read failed: {exc}") from None
+                    try:
+                        parser.feed(data)
+                    except ProtocolError as exc:
+                        raise _UpstreamFailed(502, f"invalid response: {exc}") from None
+                    continue
+                if isinstance(event, bytes):
+                    sent_body += len(event)
+                    out.append(wire.chunk(event) if chunked_out else event)
+                    continue
+                if event is END:
+                    if chunked_out:
+                        out.append(wire.LAST_CHUNK)
+                    if out:
+                        self._write(b"".join(out))
+                    break
+                assert isinstance(event, ResponseHead)
+                if event.status < 200:
+                    # 100 was already answered by us (Expect is not forwarded); other 1xx
+                    # (103 Early Hints) go to HTTP/1.1 clients only.
+                    if event.status != 100 and not client_http10:
+                        out.append(wire.response_head(event.status, event.reason,
+                                                      wire.end_to_end(event.headers)))
+                    continue
+                status = event.status
+                upstream_keep_alive = event.keep_alive
+                headers = wire.end_to_end(event.headers)
+                body_kind = event.body
+                if body_kind == "length":
+                    headers.append((b"content-length", b"%d" % event.content_length))
+                elif body_kind == "none":
+                    if head.method == b"HEAD" or status == 304:
+                        # Content-Length of a HEAD/304 describes the GET body: keep it.
+                        for name, value in event.headers:
+                            if name == b"content-length":
+                                headers.append((name, value))
+                                break
+                elif client_http10:
+                    keep_client = False          # close-delimited is all 1.0 understands
+                else:
+                    chunked_out = True
+                    headers.append((b"transfer-encoding", b"chunked"))
+                if chain is not None:
+                    headers = chain.response_headers(request, status, headers)
+                headers.append((b"via", _VIA))
+                if not keep_client:
+                    headers.append((b"connection", b"close"))
+                elif client_http10:
+                    headers.append((b"connection", b"keep-alive"))
+                out.append(wire.response_head(status, event.reason, headers))
+        except _UpstreamFailed as exc:
+            conn.close()
+            log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
+                      request.path, upstream.name, node_label, exc)
+            if status:
+                # The head is gone (or about to): the only signal left is to cut the stream.
+                if out:
+                    try:
+                        self._write(b"".join(out))
+                    except _ClientGone:
+                        pass
+                ctx.access(self.peer, head, request, status, sent_body, started)
+                raise _ClientGone() from None
+            body = (b"502 Bad Gateway: the upstream sent an invalid or truncated response\n"
+                    if exc.status == 502 else b"504 Gateway Timeout: the upstream did not answer in time\n")
+            return self._answer_early_after_body(head, exc.status, body, started, request)
+        except _ClientGone:
+            conn.close()
+            ctx.access(self.peer, head, request, status or 499, sent_body, started)
+            raise
+        if upstream_keep_alive and not parser.trailing_data:
+            ctx.pool.put_idle(conn)
+        else:
+            conn.close()
+        ctx.access(self.peer, head, request, status, sent_body, started)
+        return keep_client
+
+    def _answer_early_after_body(self, head: RequestHead, status: int, body: bytes,
+                                 started: float, request: Request) -> bool:
+        """An error response once the request body has been consumed already."""
+        keep_alive = head.keep_alive and not self.ctx.draining
+        payload = wire.simple_response(status, body, close=not keep_alive)
+        if head.method == b"HEAD":
+            payload = payload[:len(payload) - len(body)]
+        self._write(payload)
+        self.ctx.access(self.peer, head, request, status, len(body), started)
+        return keep_alive

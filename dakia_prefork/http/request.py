@@ -1,0 +1,63 @@
+"""The request as routing and interceptors see it: decoded lazily from a parsed head.
+
+A ``Request`` implements routing.subject.FilterSubject. Only what every request needs is
+decoded up front (method, path, host); headers become a dict and the query string is parsed
+only when a filter or an interceptor asks, so a route that looks at the path alone costs no
+more than that.
+"""
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from .events import RequestHead
+
+
+class Request:
+    __slots__ = ("head", "method", "path", "query_string", "scheme", "host", "remote_addr",
+                 "_headers", "_query", "_notes")
+
+    def __init__(self, head: RequestHead, host: str, scheme: str, remote_addr: str) -> None:
+        self.head = head
+        self.method = head.method.decode("latin-1")
+        target = head.target.decode("latin-1")
+        path, sep, query = target.partition("?")
+        if not path.startswith("/"):
+            # absolute-form (http://host/path) or asterisk-form: route on the path part.
+            if "://" in path:
+                path = "/" + path.split("://", 1)[1].partition("/")[2]
+            else:
+                path = "/" if path != "*" else path
+        self.path = path
+        self.query_string = query
+        self.scheme = scheme
+        self.host = host
+        self.remote_addr = remote_addr
+        self._headers: dict[str, str] | None = None
+        self._query: dict[str, list[str]] | None = None
+        self._notes: dict[str, object] | None = None
+
+    def header(self, name: str) -> str | None:
+        headers = self._headers
+        if headers is None:
+            headers = {}
+            for raw_name, raw_value in self.head.headers:
+                key = raw_name.decode("latin-1")
+                value = raw_value.decode("latin-1")
+                headers[key] = headers[key] + ", " + value if key in headers else value
+            self._headers = headers
+        return headers.get(name)
+
+    def query(self, name: str) -> str | None:
+        if self._query is None:
+            self._query = parse_qs(self.query_string, keep_blank_values=True)
+        values = self._query.get(name)
+        return values[0] if values else None
+
+    def set_note(self, key: str, value: object) -> None:
+        """Remember ``value`` for later phases of this request (interceptors' context)."""
+        if self._notes is None:
+            self._notes = {}
+        self._notes[key] = value
+
+    def note(self, key: str) -> object | None:
+        return self._notes.get(key) if self._notes is not None else None

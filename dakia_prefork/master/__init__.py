@@ -1,0 +1,1 @@
+"""The master process: listeners, workers, signals. Never imports gevent or the HTTP path."""

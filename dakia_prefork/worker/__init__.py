@@ -1,0 +1,1 @@
+"""The worker process: gevent patched first thing, then accept, proxy, heartbeat, drain."""
