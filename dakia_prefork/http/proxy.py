@@ -57,15 +57,33 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class _UpstreamFailed(Exception):
-    """The upstream could not give a response head: answer ``status`` to the client."""
+    """The upstream could not give a response head: answer ``status`` to the client.
 
-    def __init__(self, status: int, message: str) -> None:
+    ``message`` goes to the error log (it may name addresses); ``client_message`` is all
+    the client is told.
+    """
+
+    def __init__(self, status: int, message: str,
+                 client_message: bytes = b"the upstream broke the connection") -> None:
         super().__init__(message)
         self.status = status
+        self.client_message = client_message
+
+
+class _StaleConnection(Exception):
+    """A reused pooled connection was found closed before the request could be replayed."""
 
 
 class _ClientGone(Exception):
     """The client closed, timed out or broke the framing mid-request: just close."""
+
+
+def send_all(sock: socket.socket, data: bytes) -> None:
+    """``sendall`` without its fixed cost: gevent's sendall asks the kernel for SO_SNDBUF
+    (a syscall) on every call. Most writes here are small and go out in one ``send``."""
+    sent = sock.send(data)
+    if sent != len(data):
+        sock.sendall(memoryview(data)[sent:])
 
 
 class ClientConnection:
@@ -98,7 +116,7 @@ class ClientConnection:
                     # their own END, so only these reach the connection loop.
                     event = self._next_event(limits.keepalive_timeout)
             except ProtocolError as exc:
-                self._send_error(exc.status, str(exc), b"GET")
+                self._send_error(exc.status, str(exc))
                 return
             except _ClientGone:
                 return
@@ -112,7 +130,7 @@ class ClientConnection:
             except ProtocolError as exc:
                 # The request body broke its framing. Every path that reads a body does so
                 # before writing a response head, so the client can still get the error.
-                self._send_error(exc.status, str(exc), event.method)
+                self._send_error(exc.status, str(exc))
                 return
             if not keep_alive or ctx.draining:
                 return
@@ -201,7 +219,7 @@ class ClientConnection:
                 if seen > _DISCARD_LIMIT:
                     return False
 
-    def _send_error(self, status: int, message: str, method: bytes) -> None:
+    def _send_error(self, status: int, message: str) -> None:
         body = b"%d %s\n" % (status, wire.REASONS.get(status, b"Error"))
         log.info("client %s: %d %s", self.peer, status, message)
         self.linger = True
@@ -213,7 +231,7 @@ class ClientConnection:
     def _write(self, data: bytes) -> None:
         try:
             self.sock.settimeout(self.ctx.limits.send_timeout)
-            self.sock.sendall(data)
+            send_all(self.sock, data)
         except OSError:
             raise _ClientGone() from None
 
@@ -248,105 +266,105 @@ class ClientConnection:
             kept.append((b"content-length", b"%d" % head.content_length))
         return wire.request_head(head.method, head.target, kept)
 
-    def _acquire(self, upstream: UpstreamRuntime, address) -> tuple[UpstreamConnection, bool]:
-        conn = self.ctx.pool.take_idle(address, upstream.idle_timeout)
-        if conn is not None:
-            return conn, True
-        return self._acquire_fresh(upstream, address)
-
     def _proxy(self, head: RequestHead, request: Request, gateway: GatewayRuntime,
                upstream: UpstreamRuntime, started: float) -> bool:
-        ctx = self.ctx
         node = upstream.balancer.pick()
         upstream_head = self._upstream_head(head, node)
         has_body = head.chunked or bool(head.content_length)
-        try:
-            conn, reused = self._acquire(upstream, node.address)
-            try:
-                conn = self._send_request(conn, reused, upstream, node.address, head,
-                                          upstream_head, has_body)
-            except _UpstreamFailed:
-                raise
-            except (ProtocolError, _ClientGone):
-                conn.close()
-                raise
-        except _UpstreamFailed as exc:
-            log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
-                      request.path, upstream.name, node.label, exc)
-            body = (b"502 Bad Gateway: the upstream refused or broke the connection\n"
-                    if exc.status == 502 else b"504 Gateway Timeout: the upstream did not answer in time\n")
-            return self._answer_early(head, exc.status, body, started, request)
-        return self._relay_response(conn, head, request, gateway, upstream, node.label, started)
-
-    def _send_request(self, conn: UpstreamConnection, reused: bool, upstream: UpstreamRuntime,
-                      address, head: RequestHead, upstream_head: bytes,
-                      has_body: bool) -> UpstreamConnection:
-        """Write head and body upstream; a stale pooled connection is replaced once."""
-        usock = conn.sock
-        usock.settimeout(upstream.write_timeout)
-        if not has_body:
-            try:
-                usock.sendall(upstream_head)
-            except OSError as exc:
-                conn.close()
-                if not reused:
-                    raise _UpstreamFailed(502, f"send failed: {exc}") from None
-                conn, _ = self._acquire_fresh(upstream, address)
-                try:
-                    conn.sock.settimeout(upstream.write_timeout)
-                    conn.sock.sendall(upstream_head)
-                except OSError as exc2:
-                    conn.close()
-                    raise _UpstreamFailed(502, f"send failed: {exc2}") from None
-            return conn
-
-        if head.expect_continue and head.http_version == b"1.1":
-            self._write(_CONTINUE)
-        chunked = head.chunked
-        limit = self.ctx.limits.max_body_bytes
-        timeout = self.ctx.limits.client_body_timeout
-        sent = 0
-        pending = upstream_head
+        fresh = False
         while True:
-            event = self._next_event(timeout)
-            if event is END:
-                pending = pending + wire.LAST_CHUNK if chunked else pending
-                self._upstream_send(conn, pending)
-                return conn
-            if not isinstance(event, bytes):
-                raise ProtocolError("unexpected event in request body")
-            sent += len(event)
-            if limit is not None and sent > limit:
-                conn.close()
-                self._send_error(413, "request body larger than max_body_bytes", head.method)
-                raise _ClientGone()
-            data = wire.chunk(event) if chunked else event
-            self._upstream_send(conn, pending + data if pending else data)
-            pending = b""
+            conn: UpstreamConnection | None = None
+            try:
+                conn = None if fresh else self.ctx.pool.take_idle(node.address,
+                                                                  upstream.idle_timeout)
+                reused = conn is not None
+                if conn is None:
+                    conn = self._connect(upstream, node.address)
+                # Only a request with no body can be replayed: a body is read from the
+                # client as it is sent, so it is gone once the first attempt took it.
+                replayable = reused and not has_body
+                self._send_request(conn, upstream, head, upstream_head, has_body, replayable)
+                return self._relay_response(conn, replayable, head, request, gateway,
+                                            upstream, node.label, started)
+            except _StaleConnection:
+                # A pooled connection the upstream had closed while it sat idle: try once
+                # more on a new connection (the pool may hold more of the same age).
+                fresh = True
+            except _UpstreamFailed as exc:
+                log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
+                          request.path, upstream.name, node.label, exc)
+                if exc.status == 502:
+                    body = b"502 Bad Gateway: " + exc.client_message + b"\n"
+                else:
+                    body = b"504 Gateway Timeout: the upstream did not answer in time\n"
+                return self._answer_early(head, exc.status, body, started, request)
+            except (ProtocolError, _ClientGone):
+                if conn is not None:
+                    conn.close()
+                raise
 
-    def _acquire_fresh(self, upstream: UpstreamRuntime, address) -> tuple[UpstreamConnection, bool]:
+    @staticmethod
+    def _connect(upstream: UpstreamRuntime, address) -> UpstreamConnection:
         try:
             sock = connect(address, upstream.connect_timeout)
         except TimeoutError:
             raise _UpstreamFailed(504, "connect timed out") from None
         except OSError as exc:
-            raise _UpstreamFailed(502, f"connect failed: {exc}") from None
-        return UpstreamConnection(sock, address), False
+            raise _UpstreamFailed(502, f"connect failed: {exc}",
+                                  b"the upstream refused the connection") from None
+        return UpstreamConnection(sock, address)
+
+    def _send_request(self, conn: UpstreamConnection, upstream: UpstreamRuntime,
+                      head: RequestHead, upstream_head: bytes, has_body: bool,
+                      replayable: bool) -> None:
+        """Write the head and stream the body upstream as it arrives from the client."""
+        conn.sock.settimeout(upstream.write_timeout)
+        if not has_body:
+            self._upstream_send(conn, upstream_head, replayable)
+            return
+        if head.expect_continue and head.http_version == b"1.1":
+            self._write(_CONTINUE)
+        chunked = head.chunked
+        limit = self.ctx.limits.max_body_bytes
+        timeout = self.ctx.limits.client_body_timeout
+        received = 0
+        pending = upstream_head          # the head goes out with the first piece of body
+        while True:
+            event = self._next_event(timeout)
+            if event is END:
+                self._upstream_send(conn, pending + wire.LAST_CHUNK if chunked else pending,
+                                    False)
+                return
+            if not isinstance(event, bytes):
+                raise ProtocolError("unexpected event in a request body")
+            received += len(event)
+            if limit is not None and received > limit:
+                conn.close()
+                self._send_error(413, "request body larger than limits.max_body_bytes")
+                raise _ClientGone()
+            data = wire.chunk(event) if chunked else event
+            self._upstream_send(conn, pending + data if pending else data, False)
+            pending = b""
 
     @staticmethod
-    def _upstream_send(conn: UpstreamConnection, data: bytes) -> None:
+    def _upstream_send(conn: UpstreamConnection, data: bytes, replayable: bool) -> None:
+        if not data:
+            return
         try:
-            conn.sock.sendall(data)
+            send_all(conn.sock, data)
         except TimeoutError:
             conn.close()
             raise _UpstreamFailed(504, "write timed out") from None
         except OSError as exc:
             conn.close()
-            raise _UpstreamFailed(502, f"send failed: {exc}") from None
+            if replayable:
+                raise _StaleConnection() from None
+            raise _UpstreamFailed(502, f"send failed: {exc}",
+                                  b"the upstream broke the connection") from None
 
-    def _relay_response(self, conn: UpstreamConnection, head: RequestHead, request: Request,
-                        gateway: GatewayRuntime, upstream: UpstreamRuntime, node_label: str,
-                        started: float) -> bool:
+    def _relay_response(self, conn: UpstreamConnection, replayable: bool, head: RequestHead,
+                        request: Request, gateway: GatewayRuntime, upstream: UpstreamRuntime,
+                        node_label: str, started: float) -> bool:
         ctx = self.ctx
         parser = ctx.engine.response_parser(head.method, ctx.limits.max_header_bytes)
         usock = conn.sock
@@ -359,6 +377,7 @@ class ClientConnection:
         sent_body = 0
         out: list[bytes] = []
         chain = gateway.interceptors
+        event = None
         try:
             while True:
                 try:
@@ -374,11 +393,13 @@ class ClientConnection:
                     except TimeoutError:
                         raise _UpstreamFailed(504, "read timed out") from None
                     except OSError as exc:
+                        if replayable:
+                            raise _StaleConnection() from None
                         raise _UpstreamFailed(502, f"read failed: {exc}") from None
-                    try:
-                        parser.feed(data)
-                    except ProtocolError as exc:
-                        raise _UpstreamFailed(502, f"invalid response: {exc}") from None
+                    if not data and replayable:
+                        raise _StaleConnection()
+                    replayable = False
+                    parser.feed(data)
                     continue
                 if isinstance(event, bytes):
                     sent_body += len(event)
@@ -424,6 +445,9 @@ class ClientConnection:
                 elif client_http10:
                     headers.append((b"connection", b"keep-alive"))
                 out.append(wire.response_head(status, event.reason, headers))
+        except _StaleConnection:
+            conn.close()
+            raise
         except _UpstreamFailed as exc:
             conn.close()
             log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
@@ -437,8 +461,10 @@ class ClientConnection:
                         pass
                 ctx.access(self.peer, head, request, status, sent_body, started)
                 raise _ClientGone() from None
-            body = (b"502 Bad Gateway: the upstream sent an invalid or truncated response\n"
-                    if exc.status == 502 else b"504 Gateway Timeout: the upstream did not answer in time\n")
+            if exc.status == 502:
+                body = b"502 Bad Gateway: the upstream sent an invalid or truncated response\n"
+            else:
+                body = b"504 Gateway Timeout: the upstream did not answer in time\n"
             return self._answer_early_after_body(head, exc.status, body, started, request)
         except _ClientGone:
             conn.close()

@@ -48,21 +48,59 @@ class UpstreamConnection:
             pass
 
 
+_LITERAL_FAMILY: dict[str, int | None] = {}
+
+
+def _literal_family(host: str) -> int | None:
+    """AF_INET/AF_INET6 for an IP literal, None for a host name (memoised)."""
+    family = _LITERAL_FAMILY.get(host, -1)
+    if family != -1:
+        return family
+    family = None
+    for candidate in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(candidate, host)
+        except OSError:
+            continue
+        family = candidate
+        break
+    if len(_LITERAL_FAMILY) < 4096:
+        _LITERAL_FAMILY[host] = family
+    return family
+
+
 def connect(address: Address, timeout: float) -> socket.socket:
-    """Open a connection; raises OSError (TimeoutError when ``timeout`` expires)."""
+    """Open a connection; raises OSError (TimeoutError when ``timeout`` expires).
+
+    IP literals are connected to directly: ``create_connection`` would send even those
+    through getaddrinfo, which gevent runs in a thread pool, on every new connection.
+    """
     kind, host, port = address
     if kind == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        family, target = socket.AF_UNIX, host
+    else:
+        family = _literal_family(host)
+        if family is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        target = (host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
         sock.settimeout(timeout)
-        try:
-            sock.connect(host)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    sock = socket.create_connection((host, port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.connect(target)
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
     return sock
+
+
+# An idle connection younger than this is reused without the liveness probe (a recv
+# syscall): upstreams close idle keep-alive connections after seconds, not milliseconds,
+# and the rare one that still closed under us is retried on a fresh connection.
+_PROBE_AFTER = 2.0
 
 
 def _still_usable(sock: socket.socket) -> bool:
@@ -91,10 +129,12 @@ class UpstreamPool:
         idle = self._idle.get(address)
         if not idle:
             return None
-        oldest_ok = time.monotonic() - idle_timeout
+        now = time.monotonic()
+        oldest_ok = now - idle_timeout
         while idle:
             conn = idle.pop()
-            if conn.idle_since >= oldest_ok and _still_usable(conn.sock):
+            if conn.idle_since >= oldest_ok and (now - conn.idle_since < _PROBE_AFTER
+                                                 or _still_usable(conn.sock)):
                 return conn
             conn.close()
         return None

@@ -57,7 +57,7 @@ class Worker:
             engine=select_engine(config.get("http_parser", "auto")),
             limits=Limits.from_config(config),
             runtime=runtime,
-            pool=UpstreamPool(int(config.get("upstream_keepalive_pool_size", 32))),
+            pool=UpstreamPool(int(config["upstream_keepalive_pool_size"])),
             access_log=AccessLog(config.get("access_log", "stdout"),
                                  config.get("access_log_format", "combined")))
         self.connections: set[ClientConnection] = set()

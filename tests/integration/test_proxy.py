@@ -325,3 +325,21 @@ def test_round_robin_is_global_across_workers(engine, upstreams, gateways):
     assert counts == {"a": 50, "b": 50}
     wait_until(lambda: len([w for w in gw.workers() if w["requests"]]) == 2, 5,
                "both workers to report requests")
+
+
+def test_pooled_connection_closed_by_upstream_is_replaced(engine, upstreams, gateways):
+    """An upstream that closes idle keep-alive connections (without saying so) never makes a
+    body-less request fail: the gateway replays it once on a fresh connection."""
+    import threading
+
+    def handler(request, sock):
+        sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        # an idle close behind the pool's back (shutdown: close() would not wake our recv)
+        threading.Timer(0.05, sock.shutdown, (socket.SHUT_RDWR,)).start()
+        return b""
+    up = upstreams(handler)
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], engine=engine)
+    for _ in range(5):
+        assert requests.get(gw.url + "/", timeout=5).status_code == 200
+        time.sleep(0.2)       # let the upstream's close land while the connection is idle
+    assert up.connections >= 5

@@ -143,7 +143,7 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
         "access_log_format": "combined",
         "error_log": "stderr",
         "log_level": "info",
-        "upstream_keepalive_pool_size": 32,
+        "upstream_keepalive_pool_size": 128,
         "limits": {"max_header_bytes": 65536, "max_body_bytes": None,
                    "client_header_timeout": 60, "client_body_timeout": 60,
                    "keepalive_timeout": 75, "send_timeout": 60, "max_connections": 10000},
