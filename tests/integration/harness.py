@@ -314,17 +314,26 @@ class Gateway:
 
 
 def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0,
-                 until_close: bool = True, host: str = "127.0.0.1") -> bytes:
-    """Send raw bytes and return everything received until the server closes (or timeout)."""
+                 until_close: bool = True, host: str = "127.0.0.1",
+                 half_close: bool = False) -> bytes:
+    """Send raw bytes and return everything received until the server closes (or timeout).
+
+    ``half_close`` shuts our sending side after the bytes, so the server sees EOF there.
+    """
     with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(data)
+        try:
+            s.sendall(data)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass          # the server may answer and close before it has read it all
         if not until_close:
             return s.recv(65536)
         chunks = []
         while True:
             try:
                 chunk = s.recv(65536)
-            except socket.timeout:
+            except (socket.timeout, ConnectionResetError):
                 break
             if not chunk:
                 break
