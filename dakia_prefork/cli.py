@@ -76,6 +76,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .master.arbiter import Master, StartError
 
+    try:
+        setup_logging(config)
+    except OSError as exc:
+        return _fail(f"error_log: cannot open {config['error_log']}: {exc.strerror or exc}")
     ready_w = -1
     if args.daemon:
         ready_r, ready_w = os.pipe()
@@ -91,7 +95,6 @@ def cmd_start(args: argparse.Namespace) -> int:
         if os.fork() > 0:
             os._exit(0)
         _detach_stdio()
-    setup_logging(config)
     try:
         master = Master(os.path.abspath(args.config), config, args.workers)
         master.setup()
@@ -155,6 +158,14 @@ def cmd_quit(args: argparse.Namespace) -> int:
     return _cmd_stop(args, signal.SIGQUIT, grace + 10.0)
 
 
+def _last_reload(state_dir: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(state_dir, "last_reload.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     config, pid = _running_master(args)
     if config is None:
@@ -166,17 +177,65 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return _fail("reload refused: the configuration cannot run; nothing changed")
     if pid is None:
         return _fail(f"not running (no live pid in {config['pid_file']})")
-    from .config.store import ConfigStore
-    store = ConfigStore(config["state_dir"])
-    before = store.latest()
+    before = _last_reload(config["state_dir"]).get("at", 0)
     os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + 10.0
+    deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline:
-        if store.latest() > before:
-            print(f"reloaded: master {pid} published config v{store.latest()}")
-            return 0
+        result = _last_reload(config["state_dir"])
+        if result.get("master") == pid and result.get("at", 0) > before:
+            if result["ok"]:
+                print(f"reloaded: master {pid} serves config v{result['version']}")
+                return 0
+            for error in result["errors"]:
+                print(error, file=sys.stderr)
+            return _fail("reload refused by the master; nothing changed")
         time.sleep(0.05)
-    return _fail("the master did not publish a new version; see its error log")
+    return _fail(f"master {pid} did not answer the reload in 30s; see its error log")
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """USR2, wait for the new master to serve, then QUIT the old one (nginx's sequence)."""
+    config, old = _running_master(args)
+    if config is None:
+        return _fail("upgrade refused: the configuration is invalid, a new master could "
+                     "not start on it; nothing changed")
+    if old is None:
+        return _fail(f"not running (no live pid in {config['pid_file']})")
+    pid_file = config["pid_file"]
+    oldbin = pid_file + ".oldbin"
+    if pidfile.read(oldbin) is not None:
+        return _fail(f"an upgrade is already in progress ({oldbin} exists)")
+    os.kill(old, signal.SIGUSR2)
+    started = time.monotonic()
+    seen_oldbin = False
+    new: int | None = None
+    while True:
+        if time.monotonic() - started > args.timeout:
+            if new is not None:
+                os.kill(new, signal.SIGTERM)     # the old master restores its pid file
+            return _fail(f"the new master was not ready within {args.timeout:.0f}s and was "
+                         f"stopped; master {old} keeps serving")
+        if not pidfile.alive(old):
+            return _fail(f"master {old} exited during the upgrade; see its error log")
+        seen_oldbin = seen_oldbin or pidfile.read(oldbin) == old
+        current = pidfile.read(pid_file)
+        if current is not None and current != old:
+            new = current
+            if status_report(config, new)["master"].get("ready"):
+                break
+        elif seen_oldbin and current == old and not os.path.exists(oldbin):
+            return _fail(f"the new master failed to start (see the error log); master {old} "
+                         "keeps serving and the pid file is restored")
+        elif not seen_oldbin and time.monotonic() - started > 5.0:
+            return _fail(f"master {old} did not start an upgrade; see its error log")
+        time.sleep(0.05)
+    print(f"new master {new} is serving; stopping the old master {old} gracefully")
+    os.kill(old, signal.SIGQUIT)
+    grace = float(config.get("graceful_timeout", 30)) + 10.0
+    if not _wait_gone(old, grace):
+        return _fail(f"old master {old} still running after {grace:.0f}s")
+    print(f"upgraded: master {old} -> {new}")
+    return 0
 
 
 def status_report(config: dict[str, Any], pid: int) -> dict[str, Any]:
@@ -192,10 +251,12 @@ def status_report(config: dict[str, Any], pid: int) -> dict[str, Any]:
         control = ControlBlock(segment)
         now = time.time()
         report["master"].update(config_version=control.config_version,
-                                uptime=round(now - control.master_started, 1))
-        for record in control.records():
+                                uptime=round(now - control.master_started, 1),
+                                ready=control.ready)
+        for record in sorted(control.records(), key=lambda r: (r.slot, r.generation)):
             report["workers"].append({
-                "slot": record.slot, "pid": record.pid, "state": record.state,
+                "slot": record.slot, "generation": record.generation, "pid": record.pid,
+                "state": record.state,
                 "config_version": record.config_version,
                 "uptime": round(now - record.started, 1),
                 "requests": record.requests,
@@ -220,7 +281,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"running": True, **report}, indent=2))
         return 0
     master = report["master"]
-    print(f"master  pid {pid}  config v{master.get('config_version', '?')}  "
+    state = "ready" if master.get("ready") else "starting"
+    print(f"master  pid {pid}  {state}  config v{master.get('config_version', '?')}  "
           f"uptime {master.get('uptime', '?')}s")
     if "error" in report:
         print(report["error"])
@@ -256,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, func, text)
         p.add_argument("--no-wait", action="store_true", help="signal and return at once")
     command("reload", cmd_reload, "validate, then reload the configuration (HUP)")
+    upgrade = command("upgrade", cmd_upgrade,
+                      "binary upgrade (USR2): start a new master on the same sockets, then "
+                      "stop the old one gracefully")
+    upgrade.add_argument("--timeout", type=float, default=60.0,
+                         help="seconds to wait for the new master (default: %(default)s)")
     status = command("status", cmd_status, "show the master and its workers")
     status.add_argument("--json", action="store_true")
     command("check", cmd_check, "validate a configuration file and exit")

@@ -19,3 +19,16 @@ def setup_logging(config: dict[str, Any]) -> None:
     root.handlers[:] = [handler]
     root.setLevel(config.get("log_level", "info").upper())
     root.propagate = False
+
+
+def reopen_logs() -> None:
+    """Reopen the error log file (USR1, after logrotate moved it away)."""
+    for handler in logging.getLogger("dakia").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()

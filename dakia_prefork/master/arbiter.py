@@ -1,58 +1,93 @@
-"""The master: binds, forks, supervises, reloads, stops. Synchronous, no gevent, no HTTP.
+"""The master: binds, forks, supervises, reloads, upgrades, stops. Synchronous, no gevent.
 
 Theory of operation
 -------------------
-Signal handlers only append the signal number to a queue and write a byte to a pipe
-(``signal.set_wakeup_fd``); the main loop sleeps in ``select`` on that pipe (at most one
-second, so heartbeats are checked even when nothing happens) and does all the work itself,
-in order, outside signal context. This is the gunicorn/nginx arbiter pattern: no handler
-ever runs while the loop is half-way through changing its own state.
+Signal handlers only append the signal number to a queue; ``signal.set_wakeup_fd`` makes
+the main loop's ``select`` return, and the loop does all the work itself, in order, outside
+signal context (the gunicorn/nginx arbiter pattern).
 
-State the master keeps:
+The loop is a reconciler. It holds a *desired* state — ``slots`` workers, each serving the
+sockets ``assignment(slot)`` of the current listeners — and every turn it compares that with
+the workers it has:
 
-- ``workers``: pid -> slot for live workers; ``slots`` target count;
-- the listening sockets (one per slot per TCP listener), never closed while running, so
-  replacing a worker never drops a queued connection;
-- the shared-memory segments (control block, counters), created before the first fork and
-  unlinked on exit; stale ones of dead masters of the same state dir are swept at start;
-- the published config version (written to the store and to the control block).
+- a slot with no live, non-draining worker of the desired assignment gets one (at once, or
+  after the slot's back-off when it keeps dying at boot);
+- once every slot has a *ready* worker of the desired assignment, every other worker (an
+  old assignment after a listener change or TTIN/TTOU, a slot above ``slots``) is sent QUIT
+  and drains. Nothing is stopped before its replacement serves, so a rolling change drops
+  nothing.
 
-A worker that dies is reaped and its slot refilled at once, unless the slot keeps dying at
-boot: then the slot backs off exponentially (up to ``_MAX_BACKOFF`` seconds) so a broken
-config or a crash-at-import does not turn into a fork storm.
+Sockets are never closed while the master runs, except those of listeners removed by a
+reload, and only once no live worker serves them. A socket slot beyond ``slots`` (after
+TTOU) stays open and is assigned to a remaining worker (``index % slots``), so shrinking
+drops nothing either.
+
+Binary upgrade (USR2): the pid file becomes ``<pid_file>.oldbin`` and the master forks and
+execs ``dakia-master start`` with every listening descriptor in ``DAKIA_INHERIT_FDS``. The
+new master adopts them and serves alongside; ``dakia-master upgrade`` then QUITs the old
+one. If the new master exits first, the old one restores its pid file and keeps serving.
 """
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import select
 import signal
+import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ConfigError, load
 from ..config.store import ConfigStore
+from ..logs import reopen_logs
 from ..shm.control import MAX_SLOTS, ControlBlock
 from ..shm.counters import CounterTable
 from ..shm.segment import Segment, segment_name, sweep_stale
-from . import pidfile
+from . import pidfile, sdnotify
 from .checks import runtime_errors
-from .listeners import BindError, Listener, bind_all, specs_of
+from .listeners import (INHERIT_ENV, BindError, Listener, ListenerSpec, bind, inherit_value,
+                        inherited_sockets, open_listeners, spec_key, specs_of)
 
 log = logging.getLogger("dakia.master")
 
 _COUNTER_CAPACITY = 4096
-_QUICK_DEATH = 2.0          # a worker dying sooner than this after boot counts as a boot crash
+# Half the control block's records: during a rolling change two workers serve each slot.
+MAX_WORKERS = MAX_SLOTS // 2
 _MAX_BACKOFF = 16.0
 _STOP_GRACE_AFTER_TERM = 5.0
+_BUSY_TICK = 0.05           # loop period while something is starting or draining
+_IDLE_TICK = 1.0
 
 _HANDLED = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
             signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGUSR2)
 
+Assignment = tuple[tuple[tuple[str, str, int], str, int], ...]   # (listener key, gateway, index)
+
 
 class StartError(Exception):
     """The master cannot start; the message says why (config errors, bind errors...)."""
+
+
+@dataclass
+class WorkerProc:
+    pid: int
+    slot: int
+    record: int
+    generation: int
+    assignment: Assignment
+    spawned: float
+    draining_since: float | None = None
+
+
+@dataclass
+class _Listeners:
+    """The current listeners by address, and removed ones still served by old workers."""
+
+    current: dict[tuple[str, str, int], Listener] = field(default_factory=dict)
+    retired: list[Listener] = field(default_factory=list)
 
 
 class Master:
@@ -60,34 +95,44 @@ class Master:
                  workers_override: int | None = None) -> None:
         self.config_path = config_path
         self.config = config
+        self.workers_override = workers_override
         self.slots = workers_override or _resolve_workers(config.get("workers", "auto"))
-        if self.slots > MAX_SLOTS:
-            raise StartError(f"workers: at most {MAX_SLOTS}")
+        if self.slots > MAX_WORKERS:
+            raise StartError(f"workers: at most {MAX_WORKERS}")
         self.pid = os.getpid()
         self.state_dir = config["state_dir"]
         self.pid_file = config["pid_file"]
         self.store = ConfigStore(self.state_dir)
-        self.workers: dict[int, int] = {}            # pid -> slot
-        self.spawned_at: dict[int, float] = {}       # pid -> time
+        self.workers: dict[int, WorkerProc] = {}
+        self.free_records = list(range(MAX_SLOTS - 1, -1, -1))
         self.slot_failures = [0] * MAX_SLOTS
         self.slot_not_before = [0.0] * MAX_SLOTS
-        self.listeners: list[Listener] = []
+        self.listeners = _Listeners()
+        self.generation = 1
         self.segments: list[Segment] = []
         self.version = 0
+        self.winched = False
+        self.upgrade_child: int | None = None
+        self.notified_ready = False
         self._signals: list[int] = []
         self._stopping: str | None = None            # None, "graceful" or "fast"
         self._stop_deadline = 0.0
         self._wake_r = self._wake_w = -1
-        self.started = time.time()
 
     # -- start ---------------------------------------------------------------------------
     def setup(self) -> None:
         """Everything before the first fork; raises StartError with a clear message."""
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        _check_log_file(self.config.get("access_log", "stdout"), "access_log")
         for name in sweep_stale(self.state_dir):
             log.info("removed stale shared-memory segment %s", name)
+        inherited = inherited_sockets(os.environ)   # type: ignore[arg-type]
+        if inherited:
+            log.info("adopting %d inherited listening socket(s)",
+                     sum(len(v) for v in inherited.values()))
         try:
-            self.listeners = bind_all(specs_of(self.config), self.slots)
+            for listener in open_listeners(specs_of(self.config), self.slots, inherited):
+                self.listeners.current[spec_key(listener.spec)] = listener
         except BindError as exc:
             raise StartError(f"cannot listen: {exc}") from None
         control = Segment(segment_name(self.state_dir, self.pid, "control"), ControlBlock.SIZE,
@@ -118,11 +163,12 @@ class Master:
     # -- main loop -----------------------------------------------------------------------
     def run(self) -> int:
         log.info("dakia-master %d: config v%d, %d worker(s), listening on %s", self.pid,
-                 self.version, self.slots, ", ".join(l.spec.label for l in self.listeners))
+                 self.version, self.slots,
+                 ", ".join(l.spec.label for l in self.listeners.current.values()))
         try:
-            self._spawn_missing()
+            self._reconcile()
             while True:
-                self._wait_for_event(1.0)
+                self._wait_for_event(_BUSY_TICK if self._busy() else _IDLE_TICK)
                 self._reap()
                 while self._signals:
                     self._handle_signal(self._signals.pop(0))
@@ -130,14 +176,18 @@ class Master:
                     if not self.workers:
                         break
                     if time.monotonic() > self._stop_deadline:
-                        self._kill_all(signal.SIGKILL)
+                        self._signal_workers(signal.SIGKILL)
                     continue
-                self._check_heartbeats()
-                self._spawn_missing()
+                self._check_health()
+                self._reconcile()
         finally:
             self.cleanup()
         log.info("dakia-master %d: stopped", self.pid)
         return 0
+
+    def _busy(self) -> bool:
+        return bool(self._stopping) or not self.control.ready or any(
+            w.draining_since is not None for w in self.workers.values())
 
     def _wait_for_event(self, timeout: float) -> None:
         try:
@@ -153,52 +203,140 @@ class Master:
 
     def _handle_signal(self, sig: int) -> None:
         if sig == signal.SIGCHLD:
-            return                       # _reap runs every loop
+            return                       # _reap runs every turn
         if sig == signal.SIGQUIT:
             self.stop(graceful=True)
         elif sig in (signal.SIGTERM, signal.SIGINT):
             self.stop(graceful=False)
         elif sig == signal.SIGHUP:
-            self.reload()
+            if self.winched:
+                # As nginx: HUP to a master whose workers were stopped by WINCH starts them
+                # again on the config it has (the way back from an abandoned upgrade).
+                self.winched = False
+                log.info("HUP after WINCH: starting workers again")
+            else:
+                self.reload()
         elif sig == signal.SIGUSR1:
+            reopen_logs()
             self._signal_workers(signal.SIGUSR1)
+            log.info("USR1: log files reopened")
+        elif sig == signal.SIGUSR2:
+            self.upgrade()
+        elif sig == signal.SIGWINCH:
+            self.winched = True
+            log.info("WINCH: stopping the workers gracefully, the master stays")
+            for worker in self.workers.values():
+                self._retire(worker)
         elif sig == signal.SIGTTIN:
-            if self.slots < MAX_SLOTS:
-                log.info("TTIN: growing to %d workers is not supported yet", self.slots + 1)
-        elif sig in (signal.SIGTTOU, signal.SIGWINCH, signal.SIGUSR2):
-            log.warning("signal %s is not supported yet; ignored", signal.Signals(sig).name)
+            self._resize(self.slots + 1)
+        elif sig == signal.SIGTTOU:
+            self._resize(self.slots - 1)
+
+    # -- the desired state ---------------------------------------------------------------
+    def assignment(self, slot: int) -> Assignment:
+        """The sockets worker ``slot`` serves: socket ``i`` of every listener with
+        ``i % slots == slot`` (one shared socket for unix listeners)."""
+        out = []
+        for key, listener in self.listeners.current.items():
+            if listener.shared:
+                out.append((key, listener.spec.gateway, 0))
+                continue
+            for index in range(slot, len(listener.sockets), self.slots):
+                out.append((key, listener.spec.gateway, index))
+        return tuple(out)
+
+    def _reconcile(self) -> None:
+        if self._stopping or self.winched:
+            self.control.set_ready(False)
+            return
+        now = time.monotonic()
+        desired = [self.assignment(slot) for slot in range(self.slots)]
+        serving = [w for w in self.workers.values() if w.draining_since is None]
+        all_ready = True
+        for slot in range(self.slots):
+            mine = [w for w in serving if w.slot == slot and w.assignment == desired[slot]]
+            if not mine:
+                all_ready = False
+                if now >= self.slot_not_before[slot]:
+                    self._spawn(slot, desired[slot])
+            elif not any(self.control.record(w.record).state == "ready" for w in mine):
+                all_ready = False
+        self.control.set_ready(all_ready)
+        if not all_ready:
+            return
+        self.slot_failures = [0] * MAX_SLOTS
+        for worker in serving:
+            if worker.slot >= self.slots or worker.assignment != desired[worker.slot]:
+                self._retire(worker)
+        self._close_retired_listeners()
+        if not self.notified_ready:
+            self.notified_ready = True
+            sdnotify.notify(f"READY=1\nMAINPID={self.pid}\nSTATUS=serving config "
+                            f"v{self.version} with {self.slots} worker(s)")
+            log.info("ready: %d worker(s) serving config v%d", self.slots, self.version)
+
+    def _retire(self, worker: WorkerProc) -> None:
+        if worker.draining_since is None:
+            worker.draining_since = time.monotonic()
+            _kill(worker.pid, signal.SIGQUIT)
+
+    def _close_retired_listeners(self) -> None:
+        if not self.listeners.retired:
+            return
+        in_use = {key for w in self.workers.values() for key, _gw, _i in w.assignment}
+        keep = []
+        for listener in self.listeners.retired:
+            if spec_key(listener.spec) in in_use:
+                keep.append(listener)
+            else:
+                log.info("closed listener %s", listener.spec.label)
+                listener.close()
+        self.listeners.retired = keep
+
+    def _resize(self, slots: int) -> None:
+        if not 1 <= slots <= MAX_WORKERS:
+            log.warning("worker count stays %d (allowed: 1..%d)", self.slots, MAX_WORKERS)
+            return
+        try:
+            for listener in self.listeners.current.values():
+                listener.grow(slots)
+        except BindError as exc:
+            log.error("cannot grow to %d workers: %s", slots, exc)
+            return
+        log.info("workers: %d -> %d", self.slots, slots)
+        self.slots = slots
+        self.generation += 1
 
     # -- workers -------------------------------------------------------------------------
-    def _spawn_missing(self) -> None:
-        taken = set(self.workers.values())
-        now = time.monotonic()
-        for slot in range(self.slots):
-            if slot not in taken and now >= self.slot_not_before[slot]:
-                self._spawn(slot)
-
-    def _spawn(self, slot: int) -> None:
-        sockets = [(l.sockets[slot], l.spec) for l in self.listeners]
+    def _spawn(self, slot: int, assignment: Assignment) -> None:
+        record = self.free_records.pop()
+        sockets = []
+        for key, gateway, index in assignment:
+            listener = self.listeners.current[key]
+            sockets.append((listener.socket_for(index), gateway, listener.spec.label))
+        self.control.boot(record, 0, slot, self.generation, self.version)
         pid = os.fork()
         if pid == 0:
-            self._become_worker(slot, sockets)
-        self.workers[pid] = slot
-        self.spawned_at[pid] = time.monotonic()
+            self._become_worker(slot, record, sockets)
+        self.control.set_pid(record, pid)
+        self.workers[pid] = WorkerProc(pid, slot, record, self.generation, assignment,
+                                       time.monotonic())
         log.info("worker %d started in slot %d", pid, slot)
 
-    def _become_worker(self, slot: int, sockets: list[tuple[Any, Any]]) -> None:
+    def _become_worker(self, slot: int, record: int, sockets: list[tuple[Any, str, str]]) -> None:
         # In the child. Import here: the master itself must never load gevent.
         from ..worker.context import ListenerInfo
         from ..worker.main import run_worker
         os.close(self._wake_r)
         os.close(self._wake_w)
-        mine = {id(s) for s, _ in sockets}
-        for listener in self.listeners:
+        mine = {id(sock) for sock, _gw, _label in sockets}
+        for listener in [*self.listeners.current.values(), *self.listeners.retired]:
             for sock in listener.sockets:
                 if id(sock) not in mine:
                     sock.close()
-        listeners = [(sock, ListenerInfo(spec.gateway, "http", spec.label))
-                     for sock, spec in sockets]
-        run_worker(slot, listeners, self.config, self.version, self.segments[0],
+        listeners = [(sock, ListenerInfo(gateway, "http", label))
+                     for sock, gateway, label in sockets]
+        run_worker(slot, record, listeners, self.config, self.version, self.segments[0],
                    self.segments[1])
 
     def _reap(self) -> None:
@@ -209,16 +347,24 @@ class Master:
                 return
             if pid == 0:
                 return
-            slot = self.workers.pop(pid, None)
-            if slot is None:
+            if pid == self.upgrade_child:
+                self._upgrade_failed(status)
                 continue
-            lived = time.monotonic() - self.spawned_at.pop(pid, 0.0)
-            self.control.clear(slot)
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            served = self.control.record(worker.record).state in ("ready", "draining")
+            self.control.clear(worker.record)
+            self.free_records.append(worker.record)
             how = _describe(status)
-            if self._stopping:
-                log.info("worker %d (slot %d) %s", pid, slot, how)
+            lived = time.monotonic() - worker.spawned
+            if self._stopping or worker.draining_since is not None:
+                log.info("worker %d (slot %d) %s", pid, worker.slot, how)
                 continue
-            if lived < _QUICK_DEATH:
+            slot = worker.slot
+            if not served:
+                # Died before it ever served: a crash at boot. Back off so that a cause
+                # that kills every new worker does not become a fork storm.
                 self.slot_failures[slot] += 1
                 delay = min(_MAX_BACKOFF, 0.25 * 2 ** (self.slot_failures[slot] - 1))
                 self.slot_not_before[slot] = time.monotonic() + delay
@@ -228,53 +374,145 @@ class Master:
                 self.slot_failures[slot] = 0
                 log.error("worker %d (slot %d) %s; respawning", pid, slot, how)
 
-    def _check_heartbeats(self) -> None:
+    def _check_health(self) -> None:
+        """Kill workers that stopped heart-beating, or drain for longer than allowed."""
         timeout = float(self.config.get("worker_timeout", 30))
+        drain_limit = float(self.config.get("graceful_timeout", 30)) + _STOP_GRACE_AFTER_TERM
         now = time.time()
-        for pid, slot in list(self.workers.items()):
-            record = self.control.record(slot)
-            if record.pid == pid and now - record.heartbeat > timeout:
-                log.error("worker %d (slot %d) missed its heartbeat for %.0fs; killing it",
-                          pid, slot, now - record.heartbeat)
-                _kill(pid, signal.SIGKILL)
+        mono = time.monotonic()
+        for worker in list(self.workers.values()):
+            record = self.control.record(worker.record)
+            if record.pid == worker.pid and now - record.heartbeat > timeout:
+                log.error("worker %d (slot %d) sent no heartbeat for %.0fs; killing it",
+                          worker.pid, worker.slot, now - record.heartbeat)
+                _kill(worker.pid, signal.SIGKILL)
+            elif (worker.draining_since is not None
+                  and mono - worker.draining_since > drain_limit):
+                log.error("worker %d still draining after %.0fs; killing it", worker.pid,
+                          mono - worker.draining_since)
+                _kill(worker.pid, signal.SIGKILL)
 
     def _signal_workers(self, sig: int) -> None:
         for pid in list(self.workers):
             _kill(pid, sig)
 
-    def _kill_all(self, sig: int) -> None:
-        self._signal_workers(sig)
+    # -- reload --------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the source file; publish it if valid, else change nothing."""
+        sdnotify.notify("RELOADING=1")
+        try:
+            errors = self._reload()
+        finally:
+            sdnotify.notify(f"READY=1\nSTATUS=serving config v{self.version}")
+        result = {"master": self.pid, "at": time.time(), "ok": not errors,
+                  "version": self.version, "errors": errors}
+        _write_json(os.path.join(self.state_dir, "last_reload.json"), result)
 
-    # -- reload and stop -----------------------------------------------------------------
-    def reload(self) -> str | None:
-        """Re-read the source file; publish it if valid. Returns the error text or None."""
+    def _reload(self) -> list[str]:
         try:
             config, notices = load(self.config_path)
             errors = runtime_errors(config)
             if errors:
                 raise ConfigError(errors)
         except ConfigError as exc:
-            log.error("reload refused, config unchanged:\n%s", exc)
-            return str(exc)
+            log.error("reload refused, nothing changed:\n%s", exc)
+            return exc.errors
         for notice in notices:
             log.info("notice: %s", notice)
-        if specs_of(config) != specs_of(self.config):
-            message = ("reload refused: bind_addresses changed; listener changes need a "
-                       "restart in this version")
-            log.error(message)
-            return message
-        config["state_dir"], config["pid_file"] = self.state_dir, self.pid_file
+        for key in ("state_dir", "pid_file"):
+            if config[key] != self.config[key]:
+                log.warning("reload: %s changes only at the next start", key)
+                config[key] = self.config[key]
+        try:
+            self._apply_listeners(specs_of(config))
+        except BindError as exc:
+            log.error("reload refused, nothing changed: %s", exc)
+            return [f"bind_addresses: cannot listen: {exc}"]
+        if self.workers_override is None:
+            slots = _resolve_workers(config.get("workers", "auto"))
+            if slots != self.slots:
+                self._resize(slots)
         self.config = config
         self.version = self.store.write(config, int(config.get("keep_versions", 10)))
         self.control.publish_version(self.version)
         self._signal_workers(signal.SIGHUP)
         log.info("reload: published config v%d", self.version)
-        return None
+        return []
 
+    def _apply_listeners(self, specs: list[ListenerSpec]) -> None:
+        """Bind added listeners, retire removed ones, follow gateway renames. All or nothing."""
+        wanted = {spec_key(spec): spec for spec in specs}
+        added: dict[tuple[str, str, int], Listener] = {}
+        try:
+            for key, spec in wanted.items():
+                if key not in self.listeners.current:
+                    added[key] = bind(spec, self.socket_count_for(self.slots))
+        except BindError:
+            for listener in added.values():
+                listener.close()
+            raise
+        changed = bool(added)
+        for key in list(self.listeners.current):
+            if key not in wanted:
+                self.listeners.retired.append(self.listeners.current.pop(key))
+                changed = True
+            elif self.listeners.current[key].spec != wanted[key]:
+                self.listeners.current[key].spec = wanted[key]
+                changed = True
+        self.listeners.current.update(added)
+        if changed:
+            self.generation += 1
+            log.info("listeners changed: now %s; rolling the workers",
+                     ", ".join(l.spec.label for l in self.listeners.current.values()))
+
+    def socket_count_for(self, slots: int) -> int:
+        counts = [len(l.sockets) for l in self.listeners.current.values() if not l.shared]
+        return max([slots, *counts])
+
+    # -- binary upgrade ------------------------------------------------------------------
+    def upgrade(self) -> None:
+        if self.upgrade_child is not None:
+            log.warning("USR2: an upgrade is already in progress (new master %d)",
+                        self.upgrade_child)
+            return
+        oldbin = self.pid_file + ".oldbin"
+        try:
+            os.rename(self.pid_file, oldbin)
+        except OSError as exc:
+            log.error("USR2: cannot rename the pid file: %s", exc)
+            return
+        env = dict(os.environ)
+        env[INHERIT_ENV] = inherit_value([*self.listeners.current.values()])
+        env["DAKIA_UPGRADE_FROM"] = str(self.pid)
+        argv = [sys.executable, "-m", "dakia_prefork.cli", "start", "-c", self.config_path]
+        if self.workers_override is not None:
+            argv += ["--workers", str(self.workers_override)]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execve(sys.executable, argv, env)
+            finally:
+                os._exit(127)
+        self.upgrade_child = pid
+        log.info("USR2: started new master %d; pid file moved to %s", pid, oldbin)
+
+    def _upgrade_failed(self, status: int) -> None:
+        log.error("the new master %d %s before taking over; this master keeps serving",
+                  self.upgrade_child, _describe(status))
+        self.upgrade_child = None
+        oldbin = self.pid_file + ".oldbin"
+        if pidfile.read(self.pid_file) is None:
+            try:
+                os.rename(oldbin, self.pid_file)
+            except OSError as exc:
+                log.error("cannot restore the pid file: %s", exc)
+
+    # -- stop ----------------------------------------------------------------------------
     def stop(self, graceful: bool) -> None:
         if self._stopping == "fast" or (self._stopping and graceful):
             return
         self._stopping = "graceful" if graceful else "fast"
+        sdnotify.notify("STOPPING=1")
         if graceful:
             wait = float(self.config.get("graceful_timeout", 30)) + _STOP_GRACE_AFTER_TERM
             log.info("graceful stop: draining workers (up to %.0fs)", wait)
@@ -286,13 +524,27 @@ class Master:
         self._stop_deadline = time.monotonic() + wait
 
     def cleanup(self) -> None:
-        for listener in self.listeners:
-            listener.close()
-        self.listeners = []
+        # A new master (binary upgrade) serves the same unix socket paths: leave them.
+        handed_over = (self.upgrade_child is not None
+                       or pidfile.read(self.pid_file) not in (None, self.pid))
+        for listener in [*self.listeners.current.values(), *self.listeners.retired]:
+            listener.close(unlink=not handed_over)
+        self.listeners = _Listeners()
         for segment in self.segments:
             segment.unlink()
         self.segments = []
         pidfile.remove(self.pid_file, self.pid)
+        pidfile.remove(self.pid_file + ".oldbin", self.pid)
+
+
+def _check_log_file(path: str, key: str) -> None:
+    """Fail at start, not in every worker, when a log file cannot be opened for appending."""
+    if path in ("stdout", "stderr", "off"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+    except OSError as exc:
+        raise StartError(f"{key}: cannot open {path}: {exc.strerror or exc}") from None
 
 
 def _resolve_workers(value: Any) -> int:
@@ -315,3 +567,10 @@ def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
     return f"exited with code {os.waitstatus_to_exitcode(status)}"
+
+
+def _write_json(path: str, value: dict[str, Any]) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f)
+    os.rename(tmp, path)

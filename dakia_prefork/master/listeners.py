@@ -5,7 +5,13 @@ across processes, and closing a per-worker SO_REUSEPORT socket drops the connect
 on it. The master binds and keeps every socket, and worker ``i`` accepts on socket ``i`` of
 each listener, so a worker that exits never takes a queue down with it.
 
-A unix-domain listener cannot be split by the kernel; it is one socket shared by all slots.
+A unix-domain listener cannot be split by the kernel; it is one socket shared by all slots
+(so is a socket handed over by systemd without SO_REUSEPORT).
+
+Sockets also arrive already bound: from the old master during a binary upgrade
+(``DAKIA_INHERIT_FDS``, every socket of every slot) and from systemd socket activation
+(``LISTEN_FDS``). They are adopted by address; a slot with no inherited socket gets a new
+SO_REUSEPORT socket on the same address, which the kernel allows because we own the others.
 
 SO_REUSEPORT would silently let a second gateway of the same user share our port, so each
 TCP address is first probed with a plain bind: if anything holds it, start fails with
@@ -46,12 +52,29 @@ class ListenerSpec:
 @dataclass
 class Listener:
     spec: ListenerSpec
-    sockets: list[socket.socket] = field(default_factory=list)   # index = worker slot
+    sockets: list[socket.socket] = field(default_factory=list)   # index = socket slot
+    shared: bool = False      # one socket for every slot (unix, or systemd without reuseport)
 
-    def close(self) -> None:
+    def socket_for(self, index: int) -> socket.socket:
+        return self.sockets[0] if self.shared else self.sockets[index]
+
+    def grow(self, count: int) -> None:
+        """Have at least ``count`` per-slot sockets (TTIN, or fewer inherited than slots)."""
+        if self.shared:
+            return
+        family, sockaddr = _resolve(self.spec.host, self.spec.port)
+        while len(self.sockets) < count:
+            try:
+                sock = _tcp_socket(family, sockaddr, reuseport=True)
+                sock.listen(BACKLOG)
+            except OSError as exc:
+                raise BindError(f"{self.spec.label}: {exc.strerror or exc}") from None
+            self.sockets.append(sock)
+
+    def close(self, unlink: bool = True) -> None:
         for sock in {id(s): s for s in self.sockets}.values():
             sock.close()
-        if self.spec.kind == "unix":
+        if self.spec.kind == "unix" and unlink:
             try:
                 os.unlink(self.spec.host)
             except FileNotFoundError:
@@ -147,17 +170,97 @@ def _bind_unix(spec: ListenerSpec, slots: int) -> list[socket.socket]:
 
 
 def bind(spec: ListenerSpec, slots: int) -> Listener:
-    sockets = _bind_unix(spec, slots) if spec.kind == "unix" else _bind_tcp(spec, slots)
-    return Listener(spec, sockets)
+    if spec.kind == "unix":
+        return Listener(spec, _bind_unix(spec, 1), shared=True)
+    return Listener(spec, _bind_tcp(spec, slots))
 
 
-def bind_all(specs: list[ListenerSpec], slots: int) -> list[Listener]:
-    bound: list[Listener] = []
+def open_listeners(specs: list[ListenerSpec], slots: int,
+                   inherited: dict[tuple[str, str, int], list[socket.socket]]) -> list[Listener]:
+    """Adopt the inherited socket of each spec where there is one, bind the others."""
+    opened: list[Listener] = []
     try:
         for spec in specs:
-            bound.append(bind(spec, slots))
+            sockets = inherited.pop(spec_key(spec), None)
+            if sockets:
+                shared = spec.kind == "unix" or not _reuseport(sockets[0])
+                listener = Listener(spec, sockets, shared=shared)
+                listener.grow(slots)
+            else:
+                listener = bind(spec, slots)
+            opened.append(listener)
     except BindError:
-        for listener in bound:
-            listener.close()
+        for listener in opened:
+            listener.close(unlink=False)
         raise
-    return bound
+    for leftovers in inherited.values():
+        # Listeners the old master had and this config no longer has.
+        for sock in leftovers:
+            sock.close()
+    return opened
+
+
+def _reuseport(sock: socket.socket) -> bool:
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+    except OSError:
+        return False
+
+
+# -- handing sockets over -----------------------------------------------------------------
+INHERIT_ENV = "DAKIA_INHERIT_FDS"
+
+
+def _key_of(sock: socket.socket) -> tuple[str, str, int]:
+    if sock.family == socket.AF_UNIX:
+        name = sock.getsockname()
+        return ("unix", name.decode() if isinstance(name, bytes) else name, 0)
+    host, port = sock.getsockname()[:2]
+    return ("tcp", host, port)
+
+
+def inherit_value(listeners: list[Listener]) -> str:
+    """``DAKIA_INHERIT_FDS`` for a new master: the descriptors of every listening socket,
+    made inheritable; the new master learns their addresses from the sockets themselves."""
+    fds = []
+    for listener in listeners:
+        for sock in {id(s): s for s in listener.sockets}.values():
+            os.set_inheritable(sock.fileno(), True)
+            fds.append(str(sock.fileno()))
+    return ",".join(fds)
+
+
+def inherited_sockets(environ: dict[str, str]) -> dict[tuple[str, str, int], list[socket.socket]]:
+    """Listening sockets handed to this process, by address: from an old master
+    (DAKIA_INHERIT_FDS) or from systemd (LISTEN_FDS, when LISTEN_PID is us)."""
+    fds: list[int] = []
+    value = environ.pop(INHERIT_ENV, "")
+    if value:
+        fds += [int(fd) for fd in value.split(",") if fd.strip().isdigit()]
+    if environ.get("LISTEN_PID") == str(os.getpid()):
+        count = int(environ.pop("LISTEN_FDS", "0") or 0)
+        environ.pop("LISTEN_PID", None)
+        environ.pop("LISTEN_FDNAMES", None)
+        fds += list(range(3, 3 + count))
+    found: dict[tuple[str, str, int], list[socket.socket]] = {}
+    for fd in fds:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        os.set_inheritable(fd, False)
+        found.setdefault(_normalised_key(_key_of(sock)), []).append(sock)
+    return found
+
+
+def _normalised_key(key: tuple[str, str, int]) -> tuple[str, str, int]:
+    kind, host, port = key
+    return (kind, host.split("%", 1)[0], port)
+
+
+def spec_key(spec: ListenerSpec) -> tuple[str, str, int]:
+    """The address of ``spec`` as ``_key_of`` reports a socket bound to it."""
+    if spec.kind == "unix":
+        return spec.key
+    _family, sockaddr = _resolve(spec.host, spec.port)
+    return _normalised_key(("tcp", sockaddr[0], sockaddr[1]))

@@ -29,7 +29,7 @@ _MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
                    signal.SIGTTOU, signal.SIGWINCH)
 
 
-def run_worker(slot: int, listeners: list[tuple[_stdlib_socket.socket, Any]],
+def run_worker(slot: int, record: int, listeners: list[tuple[_stdlib_socket.socket, Any]],
                config: dict[str, Any], version: int, control_seg: Any,
                counters_seg: Any) -> NoReturn:
     """Serve until told to stop, then ``os._exit``: never returns into the master's code."""
@@ -41,7 +41,8 @@ def run_worker(slot: int, listeners: list[tuple[_stdlib_socket.socket, Any]],
     code = 1
     try:
         from .serve import Worker
-        code = Worker(slot, listeners, config, version, control_seg, counters_seg).serve()
+        code = Worker(slot, record, listeners, config, version, control_seg,
+                      counters_seg).serve()
     except BaseException:  # noqa: BLE001 - a worker must never unwind into the master's loop
         import traceback
         traceback.print_exc()

@@ -20,6 +20,7 @@ from ..config.store import ConfigStore
 from ..http.engines import select_engine
 from ..http.proxy import ClientConnection
 from ..http.upstream import UpstreamPool
+from ..logs import reopen_logs
 from ..shm.control import STATE_DRAINING, STATE_READY, ControlBlock
 from ..shm.counters import CounterTable
 from .accesslog import AccessLog
@@ -30,6 +31,7 @@ log = logging.getLogger("dakia.worker")
 
 HEARTBEAT_SECONDS = 1.0
 _LOG_FLUSH_SECONDS = 0.2
+_DRAIN_IDLE_CLOSE = 1.0
 
 
 def peer_address(addr: Any) -> str:
@@ -41,10 +43,11 @@ def peer_address(addr: Any) -> str:
 
 
 class Worker:
-    def __init__(self, slot: int, listeners: list[tuple[Any, ListenerInfo]],
+    def __init__(self, slot: int, record: int, listeners: list[tuple[Any, ListenerInfo]],
                  config: dict[str, Any], version: int, control_seg: Any,
                  counters_seg: Any) -> None:
         self.slot = slot
+        self.record = record
         self.pid = os.getpid()
         self.control = ControlBlock(control_seg)
         self.counters = CounterTable(counters_seg, pause=lambda: gevent.sleep(0))
@@ -64,7 +67,6 @@ class Worker:
         self.pool = gevent.pool.Pool(self.ctx.limits.max_connections)
         self.stopped = gevent.event.Event()
         self.code = 0
-        self.control.boot(slot, self.pid, version)
 
     # -- lifecycle -----------------------------------------------------------------------
     def serve(self) -> int:
@@ -72,17 +74,22 @@ class Worker:
         gevent.signal_handler(signal.SIGTERM, self._on_term)
         gevent.signal_handler(signal.SIGINT, self._on_term)
         gevent.signal_handler(signal.SIGHUP, self._check_version)
-        gevent.signal_handler(signal.SIGUSR1, self.ctx.access_log.reopen)
+        gevent.signal_handler(signal.SIGUSR1, self._reopen_logs)
         self._acceptors = [gevent.spawn(self._accept_loop, lsock, info)
                            for lsock, info in self.listeners]
         gevent.spawn(self._heartbeat_loop)
         gevent.spawn(self._flush_loop)
-        self.control.set_state(self.slot, STATE_READY)
+        self.control.set_state(self.record, STATE_READY)
         log.debug("worker %d ready in slot %d", self.pid, self.slot)
         self.stopped.wait()
         self.ctx.access_log.flush()
         self.ctx.pool.close_all()
         return self.code
+
+    def _reopen_logs(self) -> None:
+        self.ctx.access_log.flush()
+        self.ctx.access_log.reopen()
+        reopen_logs()
 
     def _on_term(self) -> None:
         self.ctx.access_log.flush()
@@ -97,16 +104,28 @@ class Worker:
         """Stop accepting, let requests in flight finish, close idle keep-alive connections."""
         ctx = self.ctx
         ctx.draining = True
-        self.control.set_state(self.slot, STATE_DRAINING)
+        self.control.set_state(self.record, STATE_DRAINING)
         for acceptor in self._acceptors:
             acceptor.kill(block=False)
         for lsock, _info in self.listeners:
             # Only our copy: the master keeps the socket open, queued connections survive.
             lsock.close()
         deadline = time.monotonic() + self.graceful_timeout
+        # A keep-alive client that is still sending gets ``Connection: close`` on its next
+        # response and leaves on its own. Only connections seen idle (no new request) for
+        # _DRAIN_IDLE_CLOSE are closed here: closing one the instant its response went out
+        # would race the client's next request, which is already on the wire.
+        idle_seen: dict[ClientConnection, tuple[int, float]] = {}
         while self.connections and time.monotonic() < deadline:
+            now = time.monotonic()
             for conn in list(self.connections):
-                if conn.idle and not _has_pending_bytes(conn.sock):
+                if not conn.idle:
+                    idle_seen.pop(conn, None)
+                    continue
+                requests, since = idle_seen.setdefault(conn, (conn.requests, now))
+                if requests != conn.requests:
+                    idle_seen[conn] = (conn.requests, now)
+                elif now - since >= _DRAIN_IDLE_CLOSE and not _has_pending_bytes(conn.sock):
                     try:
                         conn.sock.shutdown(socket.SHUT_RD)
                     except OSError:
@@ -157,7 +176,7 @@ class Worker:
     # -- periodic work -------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         while True:
-            self.control.beat(self.slot, self.ctx.requests)
+            self.control.beat(self.record, self.ctx.requests)
             self._check_version()
             gevent.sleep(HEARTBEAT_SECONDS)
 
@@ -178,8 +197,13 @@ class Worker:
             log.error("worker %d: cannot load config v%d, keeping v%d: %s", self.pid,
                       published, self.ctx.runtime.version, exc)
             return
+        missing = {info.gateway for _sock, info in self.listeners} - set(runtime.gateways)
+        if missing:
+            # Our listeners moved to other gateways: the master is rolling us, and our
+            # replacement serves the new version. Keep ours until we are told to drain.
+            return
         self.ctx.runtime = runtime          # one assignment: requests in flight keep theirs
-        self.control.set_config_version(self.slot, published)
+        self.control.set_config_version(self.record, published)
         log.info("worker %d now serves config v%d", self.pid, published)
 
 

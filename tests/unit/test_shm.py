@@ -77,11 +77,13 @@ def test_control_block_records(tmp_path):
         control = ControlBlock(seg)
         control.initialise(os.getpid())
         control.publish_version(3)
-        control.boot(2, 1234, 3)
+        control.boot(2, 1234, 5, 1, 3)
         control.beat(2, 17)
-        assert control.valid and control.config_version == 3
+        control.set_ready(True)
+        assert control.valid and control.config_version == 3 and control.ready
         [record] = control.records()
-        assert (record.slot, record.pid, record.state, record.requests) == (2, 1234, "booting", 17)
+        assert (record.record, record.slot, record.generation, record.pid, record.state,
+                record.requests) == (2, 5, 1, 1234, "booting", 17)
         control.clear(2)
         assert control.records() == []
     finally:
