@@ -84,19 +84,23 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.daemon:
         ready_r, ready_w = os.pipe()
         if os.fork() > 0:
+            # Return once every worker serves (the master writes "ok"), or with the reason
+            # it could not start; the pipe closes empty if the daemon died on the way.
             os.close(ready_w)
-            with os.fdopen(ready_r, "rb") as ready:
-                answer = ready.read().decode("utf-8", "replace")
+            answer = _read_ready(ready_r, _DAEMON_READY_TIMEOUT)
+            if answer is None:
+                return _fail(f"the daemon is not ready after {_DAEMON_READY_TIMEOUT:.0f}s "
+                             "(its workers keep failing?); see the error log")
             if answer.startswith("ok"):
                 return 0
-            return _fail(answer or "the daemon exited before it was ready")
+            return _fail(answer or "the daemon exited before it was ready; see the error log")
         os.close(ready_r)
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
         _detach_stdio()
     try:
-        master = Master(os.path.abspath(args.config), config, args.workers)
+        master = Master(os.path.abspath(args.config), config, args.workers, ready_fd=ready_w)
         master.setup()
     except StartError as exc:
         if ready_w >= 0:
@@ -104,10 +108,28 @@ def cmd_start(args: argparse.Namespace) -> int:
             os.close(ready_w)
         logging.getLogger("dakia.master").error("%s", exc)
         return _fail(str(exc)) if ready_w < 0 else 1
-    if ready_w >= 0:
-        os.write(ready_w, b"ok")
-        os.close(ready_w)
     return master.run()
+
+
+_DAEMON_READY_TIMEOUT = 60.0
+
+
+def _read_ready(fd: int, timeout: float) -> str | None:
+    """What the daemon wrote before closing ``fd``; None if it is still silent at timeout."""
+    import select
+    deadline = time.monotonic() + timeout
+    chunks = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return b"".join(chunks).decode("utf-8", "replace")
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
 
 
 def _detach_stdio() -> None:

@@ -92,8 +92,9 @@ class _Listeners:
 
 class Master:
     def __init__(self, config_path: str, config: dict[str, Any],
-                 workers_override: int | None = None) -> None:
+                 workers_override: int | None = None, ready_fd: int = -1) -> None:
         self.config_path = config_path
+        self.ready_fd = ready_fd          # `start --daemon` waits on it for "ok"
         self.config = config
         self.workers_override = workers_override
         self.slots = workers_override or _resolve_workers(config.get("workers", "auto"))
@@ -273,6 +274,13 @@ class Master:
             self.notified_ready = True
             sdnotify.notify(f"READY=1\nMAINPID={self.pid}\nSTATUS=serving config "
                             f"v{self.version} with {self.slots} worker(s)")
+            if self.ready_fd >= 0:
+                try:
+                    os.write(self.ready_fd, b"ok")
+                    os.close(self.ready_fd)
+                except OSError:
+                    pass
+                self.ready_fd = -1
             log.info("ready: %d worker(s) serving config v%d", self.slots, self.version)
 
     def _retire(self, worker: WorkerProc) -> None:
@@ -329,6 +337,8 @@ class Master:
         from ..worker.main import run_worker
         os.close(self._wake_r)
         os.close(self._wake_w)
+        if self.ready_fd >= 0:
+            os.close(self.ready_fd)     # else `start --daemon` would wait on the workers too
         mine = {id(sock) for sock, _gw, _label in sockets}
         for listener in [*self.listeners.current.values(), *self.listeners.retired]:
             for sock in listener.sockets:
@@ -512,7 +522,10 @@ class Master:
         if self._stopping == "fast" or (self._stopping and graceful):
             return
         self._stopping = "graceful" if graceful else "fast"
-        sdnotify.notify("STOPPING=1")
+        if self.notified_ready and pidfile.read(self.pid_file) == self.pid:
+            # Not after a binary upgrade handed the service over: under systemd's
+            # NotifyAccess=all, STOPPING=1 from the old master would stop the new one too.
+            sdnotify.notify("STOPPING=1")
         if graceful:
             wait = float(self.config.get("graceful_timeout", 30)) + _STOP_GRACE_AFTER_TERM
             log.info("graceful stop: draining workers (up to %.0fs)", wait)
