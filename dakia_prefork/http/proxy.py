@@ -132,7 +132,10 @@ class ClientConnection:
                 # before writing a response head, so the client can still get the error.
                 self._send_error(exc.status, str(exc))
                 return
-            if not keep_alive or ctx.draining:
+            if not keep_alive:
+                # Not `or ctx.draining`: a response that went out without Connection: close
+                # promised the client this connection. Its next request gets the close;
+                # closing now would race that request, already on its way.
                 return
 
     def _next_event(self, timeout: float):
