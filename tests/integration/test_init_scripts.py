@@ -496,6 +496,10 @@ def test_systemd_exec_lines_drive_a_real_gateway(site: Site):
         assert ready.get("MAINPID") == str(new)
         assert main.wait(30) == 0                           # the old master quit cleanly
         assert site.get() == "b"
+        # It handed the service over, so it must not have said STOPPING=1: under
+        # NotifyAccess=all systemd would take that as the whole service stopping.
+        with pytest.raises(AssertionError, match="no STOPPING=1"):
+            notify.wait_for("STOPPING", "1", 1.0, sender=main.pid)
 
         os.kill(new, signal.Signals[_one(service, "Service", "KillSignal")])
         notify.wait_for("STOPPING", "1", 10, sender=new)
