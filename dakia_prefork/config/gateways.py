@@ -43,7 +43,7 @@ def normalise_gateways(gateways: list[dict[str, Any]], base_dir: str,
         filter_names = _normalise_filters(gateway["filters"], child(path, "filters"), findings)
         _resolve_routers(gateway, path, filter_names, findings)
         check_interceptors(gateway["interceptors"], child(path, "interceptors"),
-                           filter_names, findings)
+                           filter_names, findings, base_dir)
 
 
 def _normalise_binds(binds: list[dict[str, Any]], path: str, base_dir: str,

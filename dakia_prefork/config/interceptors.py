@@ -1,13 +1,22 @@
-"""Interceptor entries of a gateway: known names, resolvable filters.
+"""Interceptor entries of a gateway: known names, resolvable filters, and each one's config.
 
-Only the entry is checked here; what goes inside ``config``, ``rewrite`` and ``response``
-belongs to each interceptor and is passed through untouched.
+schema.json has already checked the shape of every built-in's ``config`` (and of Dakia's
+``rewrite`` / ``response`` maps where it takes them). What a schema cannot say (a regex
+compiles, a password hash parses, an htpasswd file reads, a CIDR has no host bits) is
+each interceptor's own ``check``, run here for enabled and disabled entries alike, so
+turning one on later cannot fail on a config that passed. A check may normalise its
+entry in place: plaintext passwords and keys become hashes, relative paths absolute, so
+the stored, normalised config never holds a plaintext secret.
+
+Entries of names this version knows but does not implement (``jwt_auth``...) pass
+through untouched; ``master/checks.py`` refuses them when they are enabled.
 """
 from __future__ import annotations
 
 from collections.abc import Container
 from typing import Any
 
+from ..interceptors.base import REGISTRY
 from .findings import Findings
 from .location import child
 
@@ -20,8 +29,10 @@ KNOWN_INTERCEPTORS: frozenset[str] = frozenset({
 
 
 def check_interceptors(interceptors: list[dict[str, Any]], path: str,
-                       filter_names: Container[str], findings: Findings) -> None:
-    """Record an error for every unknown interceptor name and unresolved filter."""
+                       filter_names: Container[str], findings: Findings,
+                       base_dir: str = "/") -> None:
+    """Record an error for every unknown interceptor name, unresolved filter and config
+    problem; relative paths in interceptor configs resolve against ``base_dir``."""
     for index, entry in enumerate(interceptors):
         entry_path = child(path, index)
         if entry["name"] not in KNOWN_INTERCEPTORS:
@@ -31,3 +42,7 @@ def check_interceptors(interceptors: list[dict[str, Any]], path: str,
         filter_name = entry["filter"]
         if filter_name is not None and filter_name not in filter_names:
             findings.error(child(entry_path, "filter"), f"no filter named {filter_name!r}")
+        implementation = REGISTRY.get(entry["name"])
+        if implementation is not None:
+            for where, message in implementation.check(entry, base_dir):
+                findings.error(f"{entry_path}.{where}", message)

@@ -10,14 +10,18 @@ For each request:
 
 1. the head is parsed by the engine (h11 or httptools, behind ``events.RequestParser``);
 2. the Host is normalised and matched against the gateway's downstreams (404 if none);
-3. the routers pick an upstream (404 if none); interceptors may answer on their own;
-4. a node is chosen (round robin in shared memory) and a connection taken from the pool;
+3. the routers pick an upstream (404 if none); the gateway's interceptors, if it has any,
+   run ``init``, ``request_filter`` and ``upstream_proxy_filter``, and may answer on their
+   own (see ``interceptors/``);
+4. a node is chosen (round robin in shared memory), ``pre_upstream_request`` runs, and a
+   connection is taken from the pool;
 5. the request head is written with hop-by-hop headers removed and X-Forwarded-* and Via
    set, then the body is streamed chunk by chunk as it arrives (re-framed: a chunked body
    is re-chunked, a Content-Length body forwarded as is);
-6. the response is parsed as it arrives and streamed back, re-framed for the client
+6. the response is parsed as it arrives; ``post_upstream_response`` and
+   ``pre_downstream_response`` see its head; it is streamed back, re-framed for the client
    (Content-Length kept, chunked or close-delimited bodies chunked for HTTP/1.1 clients,
-   close-delimited for HTTP/1.0 ones).
+   close-delimited for HTTP/1.0 ones), unless an interceptor replaced the body.
 
 Writes to the client are coalesced: every event the parser can produce from one ``recv`` is
 serialised into one buffer and written with one ``sendall``, so a small response costs one
@@ -28,6 +32,9 @@ Errors before the response head has gone out become a short error response (400,
 
 A request keeps the ``Runtime`` (config version) it started with even if a reload swaps a
 new one in mid-flight: it reads ``ctx.runtime`` once.
+
+A gateway with no interceptors has no chain, and every phase is skipped by one ``is None``
+test: the request path costs what it cost before interceptors existed.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from ..interceptors.respond import encode_response
 from ..routing.hosts import normalise_host
 from . import wire
 from .events import CLOSED, END, ProtocolError, RequestHead, ResponseHead, Headers
@@ -43,8 +51,9 @@ from .request import Request
 from .upstream import Node, UpstreamConnection, connect
 
 if TYPE_CHECKING:
+    from ..interceptors import Run
     from ..worker.context import ListenerInfo, WorkerContext
-    from ..worker.runtime import GatewayRuntime, UpstreamRuntime
+    from ..worker.runtime import UpstreamRuntime
 
 log = logging.getLogger("dakia.proxy")
 
@@ -183,18 +192,20 @@ class ClientConnection:
             return self._answer_early(head, 404, b"404 Not Found: no route\n", started, request)
 
         chain = gateway.interceptors
+        run = None
         if chain is not None:
-            reply = chain.request_filter(request)
+            run = chain.start(request, upstream_name)
+            reply = run.request_phases()
             if reply is not None:
-                status, headers, body = reply
-                headers = chain.response_headers(request, status, headers)
-                return self._answer_early(head, status, body, started, request, headers)
+                return self._answer_early(head, reply.status, reply.body, started, request,
+                                          run, reply.headers)
 
         upstream = gateway.upstreams[upstream_name]
-        return self._proxy(head, request, gateway, upstream, started)
+        return self._proxy(head, request, upstream, started, run)
 
     def _answer_early(self, head: RequestHead, status: int, body: bytes, started: float,
-                      request: Request | None = None, headers: Headers | None = None) -> bool:
+                      request: Request | None = None, run: Run | None = None,
+                      headers: Headers | None = None) -> bool:
         """Answer without the upstream, consuming a small body so the connection survives."""
         keep_alive = head.keep_alive and not self.ctx.draining
         if head.content_length or head.chunked:
@@ -202,12 +213,31 @@ class ClientConnection:
                 keep_alive = False       # the client may or may not send the body now
             elif keep_alive:
                 keep_alive = self._discard_body()
-        payload = wire.simple_response(status, body, close=not keep_alive, extra=headers)
-        if head.method == b"HEAD":
-            payload = payload[:len(payload) - len(body)]
+        if run is not None:
+            status, body, payload = self._local_payload(head, run, status, body, headers,
+                                                        keep_alive)
+        else:
+            payload = wire.simple_response(status, body, close=not keep_alive)
+            if head.method == b"HEAD":
+                payload = payload[:len(payload) - len(body)]
         self._write(payload)
         self.ctx.access(self.peer, head, request, status, len(body), started)
         return keep_alive
+
+    @staticmethod
+    def _local_payload(head: RequestHead, run: Run, status: int, body: bytes,
+                       headers: Headers | None, keep_alive: bool) -> tuple[int, bytes, bytes]:
+        """(status, body, bytes) of a gateway answer after ``pre_downstream_response``."""
+        response = run.local_response(status, body, headers)
+        body = response.body or b""
+        trailing: Headers = []
+        if not keep_alive:
+            trailing.append((b"connection", b"close"))
+        elif head.http_version == b"1.0":
+            trailing.append((b"connection", b"keep-alive"))
+        payload = encode_response(response.status, response.reason, response.headers.raw,
+                                  body, head_only=head.method == b"HEAD", trailing=trailing)
+        return response.status, body, payload
 
     def _discard_body(self) -> bool:
         """Read and drop a request body up to the discard limit; False if it was bigger."""
@@ -239,7 +269,9 @@ class ClientConnection:
             raise _ClientGone() from None
 
     # -- proxying ------------------------------------------------------------------------
-    def _upstream_head(self, head: RequestHead, node: Node) -> bytes:
+    def _upstream_head(self, head: RequestHead, node: Node, client: RequestHead) -> bytes:
+        """The head sent upstream for ``head``: the client's own, or the one interceptors
+        made of it (``client`` is then still the client's, for X-Forwarded-Host)."""
         headers = wire.end_to_end(head.headers)
         forwarded_for = self.peer
         via = _VIA
@@ -256,10 +288,10 @@ class ClientConnection:
         if forwarded_for:
             kept.append((b"x-forwarded-for", forwarded_for.encode("latin-1")))
         kept.append((b"x-forwarded-proto", self.listener.scheme_bytes))
-        raw_host = next((v for n, v in head.headers if n == b"host"), None)
+        raw_host = next((v for n, v in client.headers if n == b"host"), None)
         if raw_host is not None:
             kept.append((b"x-forwarded-host", raw_host))
-        else:
+        if (raw_host is None if head is client else all(n != b"host" for n, _ in kept)):
             # An HTTP/1.0 client may omit Host; HTTP/1.1 upstreams require one.
             kept.append((b"host", node.host_header))
         kept.append((b"via", via))
@@ -269,10 +301,17 @@ class ClientConnection:
             kept.append((b"content-length", b"%d" % head.content_length))
         return wire.request_head(head.method, head.target, kept)
 
-    def _proxy(self, head: RequestHead, request: Request, gateway: GatewayRuntime,
-               upstream: UpstreamRuntime, started: float) -> bool:
+    def _proxy(self, head: RequestHead, request: Request, upstream: UpstreamRuntime,
+               started: float, run: Run | None) -> bool:
         node = upstream.balancer.pick()
-        upstream_head = self._upstream_head(head, node)
+        if run is None:
+            upstream_head = self._upstream_head(head, node, head)
+        else:
+            reply = run.pre_upstream_request(node.label)
+            if reply is not None:
+                return self._answer_early(head, reply.status, reply.body, started, request,
+                                          run, reply.headers)
+            upstream_head = self._upstream_head(run.upstream_head(head), node, head)
         has_body = head.chunked or bool(head.content_length)
         fresh = False
         while True:
@@ -287,7 +326,7 @@ class ClientConnection:
                 # client as it is sent, so it is gone once the first attempt took it.
                 replayable = reused and not has_body
                 self._send_request(conn, upstream, head, upstream_head, has_body, replayable)
-                return self._relay_response(conn, replayable, head, request, gateway,
+                return self._relay_response(conn, replayable, head, request, run,
                                             upstream, node.label, started)
             except _StaleConnection:
                 # A pooled connection the upstream had closed while it sat idle: try once
@@ -300,7 +339,7 @@ class ClientConnection:
                     body = b"502 Bad Gateway: " + exc.client_message + b"\n"
                 else:
                     body = b"504 Gateway Timeout: the upstream did not answer in time\n"
-                return self._answer_early(head, exc.status, body, started, request)
+                return self._answer_early(head, exc.status, body, started, request, run)
             except (ProtocolError, _ClientGone):
                 if conn is not None:
                     conn.close()
@@ -366,7 +405,7 @@ class ClientConnection:
                                   b"the upstream broke the connection") from None
 
     def _relay_response(self, conn: UpstreamConnection, replayable: bool, head: RequestHead,
-                        request: Request, gateway: GatewayRuntime, upstream: UpstreamRuntime,
+                        request: Request, run: Run | None, upstream: UpstreamRuntime,
                         node_label: str, started: float) -> bool:
         ctx = self.ctx
         parser = ctx.engine.response_parser(head.method, ctx.limits.max_header_bytes)
@@ -379,7 +418,6 @@ class ClientConnection:
         status = 0
         sent_body = 0
         out: list[bytes] = []
-        chain = gateway.interceptors
         event = None
         try:
             while True:
@@ -423,9 +461,19 @@ class ClientConnection:
                                                       wire.end_to_end(event.headers)))
                     continue
                 status = event.status
+                reason = event.reason
                 upstream_keep_alive = event.keep_alive
                 headers = wire.end_to_end(event.headers)
                 body_kind = event.body
+                if run is not None:
+                    response = run.upstream_response(status, reason, headers,
+                                                     body_kind != "none")
+                    status, reason = response.status, response.reason
+                    headers = response.headers.raw
+                    if response.body is not None:
+                        return self._relay_replaced(conn, parser, head, request, response.body,
+                                                    status, reason, headers, out, keep_client,
+                                                    upstream_keep_alive, started)
                 if body_kind == "length":
                     headers.append((b"content-length", b"%d" % event.content_length))
                 elif body_kind == "none":
@@ -440,14 +488,12 @@ class ClientConnection:
                 else:
                     chunked_out = True
                     headers.append((b"transfer-encoding", b"chunked"))
-                if chain is not None:
-                    headers = chain.response_headers(request, status, headers)
                 headers.append((b"via", _VIA))
                 if not keep_client:
                     headers.append((b"connection", b"close"))
                 elif client_http10:
                     headers.append((b"connection", b"keep-alive"))
-                out.append(wire.response_head(status, event.reason, headers))
+                out.append(wire.response_head(status, reason, headers))
         except _StaleConnection:
             conn.close()
             raise
@@ -468,7 +514,7 @@ class ClientConnection:
                 body = b"502 Bad Gateway: the upstream sent an invalid or truncated response\n"
             else:
                 body = b"504 Gateway Timeout: the upstream did not answer in time\n"
-            return self._answer_early_after_body(head, exc.status, body, started, request)
+            return self._answer_early_after_body(head, exc.status, body, started, request, run)
         except _ClientGone:
             conn.close()
             ctx.access(self.peer, head, request, status or 499, sent_body, started)
@@ -481,12 +527,63 @@ class ClientConnection:
         return keep_client
 
     def _answer_early_after_body(self, head: RequestHead, status: int, body: bytes,
-                                 started: float, request: Request) -> bool:
+                                 started: float, request: Request, run: Run | None) -> bool:
         """An error response once the request body has been consumed already."""
         keep_alive = head.keep_alive and not self.ctx.draining
-        payload = wire.simple_response(status, body, close=not keep_alive)
-        if head.method == b"HEAD":
-            payload = payload[:len(payload) - len(body)]
+        if run is not None:
+            status, body, payload = self._local_payload(head, run, status, body, None,
+                                                        keep_alive)
+        else:
+            payload = wire.simple_response(status, body, close=not keep_alive)
+            if head.method == b"HEAD":
+                payload = payload[:len(payload) - len(body)]
         self._write(payload)
         self.ctx.access(self.peer, head, request, status, len(body), started)
         return keep_alive
+
+    # -- a body replaced by an interceptor -----------------------------------------------
+    def _relay_replaced(self, conn: UpstreamConnection, parser, head: RequestHead,
+                        request: Request, body: bytes, status: int, reason: bytes,
+                        headers: Headers, out: list[bytes], keep_client: bool,
+                        upstream_keep_alive: bool, started: float) -> bool:
+        """Send the interceptors' body instead of the upstream's, then drop the upstream's.
+
+        The new body goes out with its own Content-Length. The upstream's is read and
+        discarded up to the discard limit, so its connection can go back to the pool;
+        a longer one is not worth reading, and the connection is closed instead.
+        """
+        trailing: Headers = [(b"via", _VIA)]
+        if not keep_client:
+            trailing.append((b"connection", b"close"))
+        elif head.http_version == b"1.0":
+            trailing.append((b"connection", b"keep-alive"))
+        out.append(encode_response(status, reason, headers, body,
+                                   head_only=head.method == b"HEAD", trailing=trailing))
+        self._write(b"".join(out))
+        if upstream_keep_alive and self._drain_upstream(conn, parser):
+            self.ctx.pool.put_idle(conn)
+        else:
+            conn.close()
+        self.ctx.access(self.peer, head, request, status, len(body), started)
+        return keep_client
+
+    @staticmethod
+    def _drain_upstream(conn: UpstreamConnection, parser) -> bool:
+        """Read the rest of a response nobody wants; True if it ended within the limit."""
+        seen = 0
+        try:
+            while True:
+                event = parser.next_event()
+                if event is END:
+                    return not parser.trailing_data
+                if event is None:
+                    data = conn.sock.recv(_RECV)
+                    if not data:
+                        return False
+                    parser.feed(data)
+                elif isinstance(event, bytes):
+                    seen += len(event)
+                    if seen > _DISCARD_LIMIT:
+                        return False
+        except (OSError, ProtocolError):
+            return False

@@ -4,6 +4,10 @@ A ``Request`` implements routing.subject.FilterSubject. Only what every request 
 decoded up front (method, path, host); headers become a dict and the query string is parsed
 only when a filter or an interceptor asks, so a route that looks at the path alone costs no
 more than that.
+
+It is the request as the client sent it, and stays so: interceptors read it
+(``ctx.request``) and change the copy that goes upstream (``ctx.upstream_request``), so
+filters, which are decided once per request, and the access log see what arrived.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from .events import RequestHead
 
 class Request:
     __slots__ = ("head", "method", "path", "query_string", "scheme", "host", "remote_addr",
-                 "_headers", "_query", "_notes")
+                 "_headers", "_query")
 
     def __init__(self, head: RequestHead, host: str, scheme: str, remote_addr: str) -> None:
         self.head = head
@@ -34,9 +38,9 @@ class Request:
         self.remote_addr = remote_addr
         self._headers: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
-        self._notes: dict[str, object] | None = None
 
     def header(self, name: str) -> str | None:
+        """The value of header ``name`` (lower-case), repeats joined with ", "; or None."""
         headers = self._headers
         if headers is None:
             headers = {}
@@ -48,16 +52,9 @@ class Request:
         return headers.get(name)
 
     def query(self, name: str) -> str | None:
+        """The first value of query parameter ``name`` (decoded), or None."""
         if self._query is None:
             self._query = parse_qs(self.query_string, keep_blank_values=True)
         values = self._query.get(name)
         return values[0] if values else None
 
-    def set_note(self, key: str, value: object) -> None:
-        """Remember ``value`` for later phases of this request (interceptors' context)."""
-        if self._notes is None:
-            self._notes = {}
-        self._notes[key] = value
-
-    def note(self, key: str) -> object | None:
-        return self._notes.get(key) if self._notes is not None else None

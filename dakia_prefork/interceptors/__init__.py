@@ -1,10 +1,15 @@
-"""Interceptors: code that runs around the proxying of a request, in config order.
+"""Interceptors: code that runs around the proxying of a request, phase by phase.
 
-This is the first cut of the interceptor API (issue #4 grows it to every phase of DESIGN.md):
-an interceptor may answer a request on its own in ``request_filter`` (a short-circuit), add
-headers to the request before it goes upstream, and change the headers of the response
-before it goes to the client. Each runs only where its filter, if any, holds.
+- ``base``: the ``Interceptor`` class, the phases, the registry;
+- ``context``: what hooks see and change (``Context``, ``UpstreamRequest``, ``Response``,
+  ``Reply``); ``headers``: validated header lists;
+- ``chain``: a gateway's interceptors in config order and one request's run through them;
+- one module per built-in (``builtin`` imports them all), and their helpers: Dakia's flat
+  maps (``maps``), response bytes (``respond``).
 """
-from .chain import Chain, InterceptorError, build_chain, unimplemented
+from .base import REGISTRY, Interceptor, register
+from .chain import Chain, InterceptorError, Run, build_chain, unimplemented
+from .context import Context, Reply, Response, UpstreamRequest
 
-__all__ = ["Chain", "InterceptorError", "build_chain", "unimplemented"]
+__all__ = ["REGISTRY", "Chain", "Context", "Interceptor", "InterceptorError", "Reply",
+           "Response", "Run", "UpstreamRequest", "build_chain", "register", "unimplemented"]

@@ -1,14 +1,37 @@
-"""Build the interceptor chain of a gateway and run its hooks in config order."""
+"""A gateway's interceptors in config order, and one request's way through them.
+
+``build_chain`` makes the ``Chain`` of a gateway for one config version (worker/runtime.py
+builds a Runtime per version, so adding, removing or reordering interceptors takes effect on
+reload, and a request in flight keeps the chain it started with). A gateway without enabled
+interceptors has no chain at all, and the proxy skips every phase with one ``is None``.
+
+For each request the proxy calls ``Chain.start`` and then the ``Run`` it returns, phase by
+phase. A hook that raises is a bug or a broken dependency: the request is answered 500 (an
+auth interceptor that fails must not let the request through) and the error is logged with
+its traceback.
+"""
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
-from ..http.events import Headers
+from ..http.events import Headers, RequestHead
 from ..http.request import Request
-from .base import REGISTRY, Interceptor, Reply
+from .base import PHASES, REGISTRY, Hook, Interceptor, hooks_of, problems_of
+from .context import Context, Reply, Response
+from .headers import HeaderList
 from . import builtin  # noqa: F401  (registers the built-ins)
 
+log = logging.getLogger("dakia.interceptors")
+
 Filter = Callable[[Request], bool]
+Active = tuple[tuple[str, tuple[Hook | None, ...]], ...]
+
+_INIT, _REQUEST_FILTER, _UPSTREAM_PROXY_FILTER, _PRE_UPSTREAM, _POST_UPSTREAM, \
+    _PRE_DOWNSTREAM = range(len(PHASES))
+_FAILED_BODY = b"500 Internal Server Error\n"
+_TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
+_NO_BODY_STATUSES = (204, 304)
 
 
 class InterceptorError(Exception):
@@ -29,34 +52,117 @@ def unimplemented(gateway: dict[str, Any], gateway_path: str) -> list[str]:
     return out
 
 
-class Chain:
-    __slots__ = ("_request", "_response")
+class Run:
+    """One request through the chain: the context and the hooks that apply to it."""
 
-    def __init__(self, entries: list[tuple[Filter | None, Interceptor]]) -> None:
-        cls = Interceptor
-        self._request = [(f, i) for f, i in entries
-                         if type(i).request_filter is not cls.request_filter]
-        self._response = [(f, i) for f, i in entries
-                          if type(i).response_headers is not cls.response_headers]
+    __slots__ = ("ctx", "_active")
 
-    def request_filter(self, request: Request) -> Reply | None:
-        for applies, interceptor in self._request:
-            if applies is None or applies(request):
-                reply = interceptor.request_filter(request)
+    def __init__(self, ctx: Context, active: Active) -> None:
+        self.ctx = ctx
+        self._active = active
+
+    def _request_side(self, phase: int) -> Reply | None:
+        ctx = self.ctx
+        for name, hooks in self._active:
+            hook = hooks[phase]
+            if hook is not None:
+                try:
+                    reply = hook(ctx)
+                except Exception:  # noqa: BLE001 - any failure answers 500, see module doc
+                    log.exception("interceptor %s failed in %s", name, PHASES[phase])
+                    return Reply(500, _FAILED_BODY)
                 if reply is not None:
                     return reply
         return None
 
-    def response_headers(self, request: Request, status: int, headers: Headers) -> Headers:
-        for applies, interceptor in self._response:
-            if applies is None or applies(request):
-                interceptor.response_headers(request, status, headers)
-        return headers
+    def _response_side(self, phase: int) -> bool:
+        """Run a response-side phase; False if a hook failed."""
+        ctx = self.ctx
+        for name, hooks in self._active:
+            hook = hooks[phase]
+            if hook is not None:
+                try:
+                    hook(ctx)
+                except Exception:  # noqa: BLE001
+                    log.exception("interceptor %s failed in %s", name, PHASES[phase])
+                    return False
+        return True
+
+    def request_phases(self) -> Reply | None:
+        """``init``, ``request_filter`` and ``upstream_proxy_filter``; a Reply answers."""
+        return (self._request_side(_INIT) or self._request_side(_REQUEST_FILTER)
+                or self._request_side(_UPSTREAM_PROXY_FILTER))
+
+    def pre_upstream_request(self, node: str) -> Reply | None:
+        self.ctx.node = node
+        return self._request_side(_PRE_UPSTREAM)
+
+    def upstream_head(self, head: RequestHead) -> RequestHead:
+        """The head to send upstream: the client's, or the one interceptors changed."""
+        ctx = self.ctx
+        return ctx.upstream_request.head(head) if ctx.upstream_request_changed else head
+
+    def upstream_response(self, status: int, reason: bytes, headers: Headers,
+                          has_body: bool) -> Response:
+        """``post_upstream_response`` then ``pre_downstream_response`` on the upstream's
+        head; ``headers`` are end-to-end (the gateway adds framing after)."""
+        response = Response(status, reason, HeaderList(headers), None, True)
+        self.ctx.response = response
+        if not (self._response_side(_POST_UPSTREAM) and self._response_side(_PRE_DOWNSTREAM)):
+            return _failure()
+        if has_body and response.body is None and response.status in _NO_BODY_STATUSES:
+            # A 204 or 304 must not have a body: the upstream's is dropped.
+            response.body = b""
+        return response
+
+    def local_response(self, status: int, body: bytes, headers: Headers | None) -> Response:
+        """``pre_downstream_response`` on a response the gateway makes (a Reply, an error)."""
+        raw = list(headers) if headers else []
+        if body and not any(name == b"content-type" for name, _ in raw):
+            raw.append(_TEXT_PLAIN)
+        response = Response(status, b"", HeaderList(raw), body, False)
+        self.ctx.response = response
+        if not self._response_side(_PRE_DOWNSTREAM):
+            return _failure()
+        if response.body is None:
+            # Nothing to stream from: a hook that cleared the body meant "no body".
+            response.body = b""
+        return response
+
+
+def _failure() -> Response:
+    return Response(500, b"", HeaderList([_TEXT_PLAIN]), _FAILED_BODY, False)
+
+
+class Chain:
+    """The enabled interceptors of a gateway with their filters, in config order."""
+
+    __slots__ = ("_entries", "_unfiltered")
+
+    def __init__(self, entries: list[tuple[Filter | None, Interceptor]]) -> None:
+        self._entries = tuple((applies, (interceptor.name, hooks_of(interceptor)))
+                              for applies, interceptor in entries)
+        # With no filter anywhere, every request gets the same hooks: no per-request work.
+        self._unfiltered: Active | None = (
+            tuple(hooks for _, hooks in self._entries)
+            if all(applies is None for applies, _ in self._entries) else None)
+
+    def start(self, request: Request, route: str) -> Run:
+        """A Run for ``request``, routed to ``route``; each filter is evaluated once."""
+        active = self._unfiltered
+        if active is None:
+            active = tuple(hooks for applies, hooks in self._entries
+                           if applies is None or applies(request))
+        return Run(Context(request, route), active)
 
 
 def build_chain(gateway: dict[str, Any], filters: dict[str, Filter],
                 gateway_path: str) -> Chain | None:
-    """The chain of a normalised gateway, or None when it has no enabled interceptor."""
+    """The chain of a normalised gateway, or None when it has no enabled interceptor.
+
+    Raises InterceptorError listing every enabled interceptor that this version does not
+    implement or that cannot be built.
+    """
     errors = unimplemented(gateway, gateway_path)
     entries: list[tuple[Filter | None, Interceptor]] = []
     for i, entry in enumerate(gateway.get("interceptors") or []):
@@ -65,7 +171,8 @@ def build_chain(gateway: dict[str, Any], filters: dict[str, Filter],
         try:
             interceptor = REGISTRY[entry["name"]](entry)
         except ValueError as exc:
-            errors.append(f"{gateway_path}.interceptors[{i}].{exc}")
+            errors.extend(f"{gateway_path}.interceptors[{i}].{where}: {message}"
+                          for where, message in problems_of(exc))
             continue
         name = entry.get("filter")
         entries.append((filters[name] if name else None, interceptor))
