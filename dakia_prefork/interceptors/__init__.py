@@ -4,8 +4,10 @@
 - ``context``: what hooks see and change (``Context``, ``UpstreamRequest``, ``Response``,
   ``Reply``); ``headers``: validated header lists;
 - ``chain``: a gateway's interceptors in config order and one request's run through them;
-- one module per built-in (``builtin`` imports them all), and their helpers: Dakia's flat
-  maps (``maps``), response bytes (``respond``).
+- one module per built-in (``builtin`` imports them all), and their helpers: password
+  hashes (``passwords``, ``md5crypt``, ``htpasswd``, ``hashpw`` the CLI), API keys
+  (``apikeys``), Dakia's flat maps (``maps``), thread-pool offloading (``offload``),
+  response bytes (``respond``).
 """
 from .base import REGISTRY, Interceptor, register
 from .chain import Chain, InterceptorError, Run, build_chain, unimplemented
