@@ -6,8 +6,8 @@
 - ``chain``: a gateway's interceptors in config order and one request's run through them;
 - one module per built-in (``builtin`` imports them all), and their helpers: password
   hashes (``passwords``, ``md5crypt``, ``htpasswd``, ``hashpw`` the CLI), API keys
-  (``apikeys``), Dakia's flat maps (``maps``), thread-pool offloading (``offload``),
-  response bytes (``respond``).
+  (``apikeys``), path rewriting (``pathrewrite``), header edits (``edits``), Dakia's flat
+  maps (``maps``), thread-pool offloading (``offload``), response bytes (``respond``).
 """
 from .base import REGISTRY, Interceptor, register
 from .chain import Chain, InterceptorError, Run, build_chain, unimplemented

@@ -3,5 +3,5 @@
 One module per interceptor; each module's docstring is its reference (config, phases,
 behaviour), and README.md's "Interceptors" section shows each with an example.
 """
-from . import (basic_auth, key_auth, request_id, server_version,  # noqa: F401
-               short_circuit)
+from . import (basic_auth, cors, ip_restriction, key_auth, request_id,  # noqa: F401
+               request_rewrite, response_rewrite, server_version, short_circuit)

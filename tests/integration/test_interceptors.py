@@ -5,11 +5,17 @@ the upstream see.
 """
 from __future__ import annotations
 
+import socket
 import uuid
 
 import requests
 
-from .harness import free_port, node, wait_until
+from .harness import free_port, node, read_responses, wait_until
+
+
+def _chunked_handler(received, sock):
+    return (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-up: 1\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
 
 
 def test_short_circuit_scoped_by_filter(engine, upstreams, gateways):
@@ -50,6 +56,48 @@ def test_gateway_errors_go_through_pre_downstream_response(engine, upstreams, ga
     r = requests.get(gw.url + "/x", timeout=5)
     assert r.status_code == 502
     assert uuid.UUID(r.headers["x-request-id"]) and r.headers["server"].startswith("dakia")
+
+
+def test_replaced_body_with_every_upstream_framing(engine, upstreams, gateways):
+    """A replaced body goes out with its own Content-Length, whatever the upstream sent,
+    and the upstream connection stays usable for the next request."""
+    up = upstreams(_chunked_handler, name="chunked")
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], engine=engine, gateway={
+        "filters": [{"name": "replace", "path": {"$starts_with": "/replace"}}],
+        "interceptors": [{"name": "response_rewrite", "filter": "replace",
+                          "config": {"body": "a new body", "status": 201,
+                                     "set_headers": {"content-type": "text/x-new"}}}]})
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        for path in ("/replace", "/plain", "/replace"):
+            s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nhost: x\r\n\r\n")
+            [(response, body)] = read_responses(s, 1)
+            headers = dict(response.headers)
+            if path == "/replace":
+                assert response.status_code == 201 and body == b"a new body"
+                assert headers[b"content-length"] == b"10"
+                assert headers[b"content-type"] == b"text/x-new" and headers[b"x-up"] == b"1"
+            else:
+                assert response.status_code == 200 and body == b"hello world"
+    assert up.connections == 1                         # drained and reused, not closed
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"HEAD /replace HTTP/1.1\r\nhost: x\r\n\r\n")
+        [(response, body)] = read_responses(s, 1, methods=[b"HEAD"])
+        assert body == b"" and dict(response.headers)[b"content-length"] == b"10"
+
+
+def test_large_replaced_body_closes_the_upstream_connection(engine, upstreams, gateways):
+    big = b"x" * 300_000
+
+    def handler(received, sock):
+        return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(big), big)
+
+    up = upstreams(handler, name="big")
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], engine=engine, gateway={
+        "interceptors": [{"name": "response_rewrite", "config": {"body": "small"}}]})
+    for _ in range(2):
+        r = requests.get(gw.url + "/", timeout=5)
+        assert r.text == "small"
+    assert up.connections == 2
 
 
 def test_reload_adds_reorders_and_removes_interceptors_without_restart(upstreams, gateways):
