@@ -44,8 +44,9 @@ from ..config import ConfigError, load
 from ..config.store import ConfigStore
 from ..logs import reopen_logs
 from ..shm.control import MAX_SLOTS, ControlBlock
-from ..shm.counters import CounterTable
-from ..shm.segment import Segment, segment_name, sweep_stale
+from ..shm.instance import InstanceSegments
+from ..shm.nodestats import NodeStats
+from ..shm.segment import sweep_stale
 from . import pidfile, sdnotify
 from .checks import runtime_errors
 from .listeners import (INHERIT_ENV, BindError, Listener, ListenerSpec, bind, inherit_value,
@@ -53,7 +54,6 @@ from .listeners import (INHERIT_ENV, BindError, Listener, ListenerSpec, bind, in
 
 log = logging.getLogger("dakia.master")
 
-_COUNTER_CAPACITY = 4096
 # Half the control block's records: during a rolling change two workers serve each slot.
 MAX_WORKERS = MAX_SLOTS // 2
 _MAX_BACKOFF = 16.0
@@ -110,7 +110,7 @@ class Master:
         self.slot_not_before = [0.0] * MAX_SLOTS
         self.listeners = _Listeners()
         self.generation = 1
-        self.segments: list[Segment] = []
+        self.segments: InstanceSegments | None = None
         self.version = 0
         self.winched = False
         self.upgrade_child: int | None = None
@@ -136,12 +136,9 @@ class Master:
                 self.listeners.current[spec_key(listener.spec)] = listener
         except BindError as exc:
             raise StartError(f"cannot listen: {exc}") from None
-        control = Segment(segment_name(self.state_dir, self.pid, "control"), ControlBlock.SIZE,
-                          create=True)
-        counters = Segment(segment_name(self.state_dir, self.pid, "counters"),
-                           CounterTable.size_for(_COUNTER_CAPACITY), create=True)
-        self.segments = [control, counters]
-        self.control = ControlBlock(control)
+        self.segments = InstanceSegments.create(self.state_dir, self.pid)
+        self.control = ControlBlock(self.segments.control)
+        self.node_stats = NodeStats(self.segments.nodes)
         self.control.initialise(self.pid)
         self.version = self.store.write(self.config, int(self.config.get("keep_versions", 10)))
         self.control.publish_version(self.version)
@@ -323,6 +320,7 @@ class Master:
             listener = self.listeners.current[key]
             sockets.append((listener.socket_for(index), gateway, listener.spec.label))
         self.control.boot(record, 0, slot, self.generation, self.version)
+        self.node_stats.note_record(record)
         pid = os.fork()
         if pid == 0:
             self._become_worker(slot, record, sockets)
@@ -346,8 +344,8 @@ class Master:
                     sock.close()
         listeners = [(sock, ListenerInfo(gateway, "http", label))
                      for sock, gateway, label in sockets]
-        run_worker(slot, record, listeners, self.config, self.version, self.segments[0],
-                   self.segments[1])
+        assert self.segments is not None
+        run_worker(slot, record, listeners, self.config, self.version, self.segments)
 
     def _reap(self) -> None:
         while True:
@@ -365,6 +363,8 @@ class Master:
                 continue
             served = self.control.record(worker.record).state in ("ready", "draining")
             self.control.clear(worker.record)
+            # Its in-flight counts die with it, before the record is handed out again.
+            self.node_stats.clear_record(worker.record)
             self.free_records.append(worker.record)
             how = _describe(status)
             lived = time.monotonic() - worker.spawned
@@ -543,9 +543,9 @@ class Master:
         for listener in [*self.listeners.current.values(), *self.listeners.retired]:
             listener.close(unlink=not handed_over)
         self.listeners = _Listeners()
-        for segment in self.segments:
-            segment.unlink()
-        self.segments = []
+        if self.segments is not None:
+            self.segments.unlink()
+            self.segments = None
         pidfile.remove(self.pid_file, self.pid)
         pidfile.remove(self.pid_file + ".oldbin", self.pid)
 

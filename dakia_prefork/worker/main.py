@@ -30,8 +30,7 @@ _MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
 
 
 def run_worker(slot: int, record: int, listeners: list[tuple[_stdlib_socket.socket, Any]],
-               config: dict[str, Any], version: int, control_seg: Any,
-               counters_seg: Any) -> NoReturn:
+               config: dict[str, Any], version: int, segments: Any) -> NoReturn:
     """Serve until told to stop, then ``os._exit``: never returns into the master's code."""
     for sig in _MASTER_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
@@ -41,8 +40,7 @@ def run_worker(slot: int, record: int, listeners: list[tuple[_stdlib_socket.sock
     code = 1
     try:
         from .serve import Worker
-        code = Worker(slot, record, listeners, config, version, control_seg,
-                      counters_seg).serve()
+        code = Worker(slot, record, listeners, config, version, segments).serve()
     except BaseException:  # noqa: BLE001 - a worker must never unwind into the master's loop
         import traceback
         traceback.print_exc()

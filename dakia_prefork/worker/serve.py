@@ -22,7 +22,10 @@ from ..http.proxy import ClientConnection
 from ..http.upstream import UpstreamPool
 from ..logs import reopen_logs
 from ..shm.control import STATE_DRAINING, STATE_READY, ControlBlock
+from ..shm.buckets import BucketTable
 from ..shm.counters import CounterTable
+from ..shm.instance import InstanceSegments
+from ..shm.nodestats import NodeStats
 from .accesslog import AccessLog
 from .context import Limits, ListenerInfo, WorkerContext
 from .runtime import Runtime
@@ -32,6 +35,12 @@ log = logging.getLogger("dakia.worker")
 HEARTBEAT_SECONDS = 1.0
 _LOG_FLUSH_SECONDS = 0.2
 _DRAIN_IDLE_CLOSE = 1.0
+
+
+def _yield() -> None:
+    """How a worker waits for a shared-memory lock held by another process: let the other
+    greenlets run, never block the hub."""
+    gevent.sleep(0)
 
 
 def peer_address(addr: Any) -> str:
@@ -44,13 +53,14 @@ def peer_address(addr: Any) -> str:
 
 class Worker:
     def __init__(self, slot: int, record: int, listeners: list[tuple[Any, ListenerInfo]],
-                 config: dict[str, Any], version: int, control_seg: Any,
-                 counters_seg: Any) -> None:
+                 config: dict[str, Any], version: int, segments: InstanceSegments) -> None:
         self.slot = slot
         self.record = record
         self.pid = os.getpid()
-        self.control = ControlBlock(control_seg)
-        self.counters = CounterTable(counters_seg, pause=lambda: gevent.sleep(0))
+        self.control = ControlBlock(segments.control)
+        self.counters = CounterTable(segments.counters, pause=_yield)
+        self.node_stats = NodeStats(segments.nodes, record=record, pause=_yield)
+        self.buckets = BucketTable(segments.buckets, pause=_yield)
         self.store = ConfigStore(config["state_dir"])
         self.graceful_timeout = float(config.get("graceful_timeout", 30))
         self.listeners = [(socket.socket(s.family, s.type, fileno=s.detach()), info)
