@@ -314,6 +314,11 @@ class Master:
 
     # -- workers -------------------------------------------------------------------------
     def _spawn(self, slot: int, assignment: Assignment) -> None:
+        if not self.free_records:
+            # Every control-block record is taken (workers draining slowly while changes
+            # keep coming): wait for some to exit rather than fork a worker nobody can see.
+            log.error("no free worker record; slot %d waits for draining workers to exit", slot)
+            return
         record = self.free_records.pop()
         sockets = []
         for key, gateway, index in assignment:
