@@ -106,6 +106,7 @@ class Master:
         self.store = ConfigStore(self.state_dir)
         self.workers: dict[int, WorkerProc] = {}
         self.free_records = list(range(MAX_SLOTS - 1, -1, -1))
+        self._records_exhausted = False
         self.slot_failures = [0] * MAX_SLOTS
         self.slot_not_before = [0.0] * MAX_SLOTS
         self.listeners = _Listeners()
@@ -317,8 +318,11 @@ class Master:
         if not self.free_records:
             # Every control-block record is taken (workers draining slowly while changes
             # keep coming): wait for some to exit rather than fork a worker nobody can see.
-            log.error("no free worker record; slot %d waits for draining workers to exit", slot)
+            if not self._records_exhausted:
+                self._records_exhausted = True
+                log.error("no free worker record; new workers wait for draining ones to exit")
             return
+        self._records_exhausted = False
         record = self.free_records.pop()
         sockets = []
         for key, gateway, index in assignment:
