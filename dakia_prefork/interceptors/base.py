@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
     from .context import Context, Reply
+    from .resources import Resources
 
 PHASES: tuple[str, ...] = ("init", "request_filter", "upstream_proxy_filter",
                            "pre_upstream_request", "post_upstream_response",
@@ -101,6 +102,15 @@ class Interceptor:
         except ValueError as exc:
             return problems_of(exc)
         return []
+
+    def attach(self, resources: Resources, ident: str) -> None:
+        """Called once after construction, in the process that will run the chain, with
+        that worker's ``resources`` (resources.py: shared memory, per-worker pools) and a
+        stable identity of this entry, ``<gateway name>/<index in its interceptors>``,
+        the same in every worker and on every machine running the same config. The
+        default ignores both; building must not depend on them (``check`` never calls
+        this)."""
+        return None
 
     def init(self, ctx: Context) -> Reply | None:
         return None

@@ -20,6 +20,7 @@ from ..http.request import Request
 from .base import PHASES, REGISTRY, Hook, Interceptor, hooks_of, problems_of
 from .context import Context, Reply, Response
 from .headers import HeaderList
+from .resources import Resources
 from . import builtin  # noqa: F401  (registers the built-ins)
 
 log = logging.getLogger("dakia.interceptors")
@@ -157,12 +158,15 @@ class Chain:
 
 
 def build_chain(gateway: dict[str, Any], filters: dict[str, Filter],
-                gateway_path: str) -> Chain | None:
+                gateway_path: str, resources: Resources | None = None) -> Chain | None:
     """The chain of a normalised gateway, or None when it has no enabled interceptor.
 
-    Raises InterceptorError listing every enabled interceptor that this version does not
-    implement or that cannot be built.
+    Each interceptor is attached to ``resources`` (the worker's; an empty set when None,
+    as in ``check``). Raises InterceptorError listing every enabled interceptor that this
+    version does not implement or that cannot be built.
     """
+    if resources is None:
+        resources = Resources()
     errors = unimplemented(gateway, gateway_path)
     entries: list[tuple[Filter | None, Interceptor]] = []
     for i, entry in enumerate(gateway.get("interceptors") or []):
@@ -170,6 +174,7 @@ def build_chain(gateway: dict[str, Any], filters: dict[str, Filter],
             continue
         try:
             interceptor = REGISTRY[entry["name"]](entry)
+            interceptor.attach(resources, f"{gateway.get('name', gateway_path)}/{i}")
         except ValueError as exc:
             errors.extend(f"{gateway_path}.interceptors[{i}].{where}: {message}"
                           for where, message in problems_of(exc))

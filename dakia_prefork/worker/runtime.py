@@ -10,6 +10,7 @@ from typing import Any
 from ..balance import RoundRobin
 from ..http.upstream import Address, Node
 from ..interceptors import Chain, build_chain
+from ..interceptors.resources import Resources
 from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
 
@@ -39,21 +40,22 @@ class UpstreamRuntime:
 class GatewayRuntime:
     __slots__ = ("name", "router", "hosts", "upstreams", "interceptors")
 
-    def __init__(self, index: int, spec: dict[str, Any], counters: CounterTable | None) -> None:
+    def __init__(self, index: int, spec: dict[str, Any], counters: CounterTable | None,
+                 resources: Resources | None = None) -> None:
         self.name = spec["name"]
         self.router = GatewayRouter(spec)
         self.hosts = self.router.hosts
         self.upstreams = {u["name"]: UpstreamRuntime(self.name, u, counters)
                           for u in spec["upstreams"]}
         self.interceptors: Chain | None = build_chain(spec, self.router.filters,
-                                                      f"gateways[{index}]")
+                                                      f"gateways[{index}]", resources)
 
 
 class Runtime:
     __slots__ = ("version", "gateways")
 
     def __init__(self, version: int, config: dict[str, Any],
-                 counters: CounterTable | None) -> None:
+                 counters: CounterTable | None, resources: Resources | None = None) -> None:
         self.version = version
-        self.gateways = {g["name"]: GatewayRuntime(i, g, counters)
+        self.gateways = {g["name"]: GatewayRuntime(i, g, counters, resources)
                          for i, g in enumerate(config["gateways"])}

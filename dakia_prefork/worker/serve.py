@@ -20,6 +20,7 @@ from ..config.store import ConfigStore
 from ..http.engines import select_engine
 from ..http.proxy import ClientConnection
 from ..http.upstream import UpstreamPool
+from ..interceptors.resources import Resources
 from ..logs import reopen_logs
 from ..shm.control import STATE_DRAINING, STATE_READY, ControlBlock
 from ..shm.buckets import BucketTable
@@ -61,11 +62,12 @@ class Worker:
         self.counters = CounterTable(segments.counters, pause=_yield)
         self.node_stats = NodeStats(segments.nodes, record=record, pause=_yield)
         self.buckets = BucketTable(segments.buckets, pause=_yield)
+        self.resources = Resources(buckets=self.buckets)     # what interceptors may use
         self.store = ConfigStore(config["state_dir"])
         self.graceful_timeout = float(config.get("graceful_timeout", 30))
         self.listeners = [(socket.socket(s.family, s.type, fileno=s.detach()), info)
                           for s, info in listeners]
-        runtime = Runtime(version, config, self.counters)
+        runtime = Runtime(version, config, self.counters, self.resources)
         self.ctx = WorkerContext(
             engine=select_engine(config.get("http_parser", "auto")),
             limits=Limits.from_config(config),
@@ -202,7 +204,7 @@ class Worker:
             return
         try:
             config = self.store.read(published)
-            runtime = Runtime(published, config, self.counters)
+            runtime = Runtime(published, config, self.counters, self.resources)
         except Exception as exc:  # noqa: BLE001 - keep serving the version we have
             log.error("worker %d: cannot load config v%d, keeping v%d: %s", self.pid,
                       published, self.ctx.runtime.version, exc)
