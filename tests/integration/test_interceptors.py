@@ -130,11 +130,11 @@ def test_reload_adds_reorders_and_removes_interceptors_without_restart(upstreams
 def test_start_refuses_unimplemented_interceptors(upstreams, gateways):
     up = upstreams(name="app")
     gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], start=False, gateway={
-        "interceptors": [{"name": "jwt_auth", "config": {}}]})
+        "interceptors": [{"name": "controller", "config": {}}]})
     gw.write_config()
     check = gw.cli("check")
     assert check.returncode == 0
-    assert "warning: gateways[0].interceptors[0].name: interceptor 'jwt_auth' is not " \
+    assert "warning: gateways[0].interceptors[0].name: interceptor 'controller' is not " \
            "implemented" in check.stderr
     start = gw.cli("start")
     assert start.returncode == 1 and "cannot run in this version" in start.stderr

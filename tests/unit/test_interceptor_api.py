@@ -256,7 +256,7 @@ def test_encoded_responses_are_what_h11_accepts(status: int, method: bytes, body
 
 def test_build_chain_reports_unimplemented_and_broken_entries_with_paths() -> None:
     gateway = {"interceptors": [
-        entry("jwt_auth"),
+        entry("controller"),
         entry("request_id", {"header": "content-length"}),
         entry("rate_limiter", enabled=False),
         entry("server_version"),
@@ -264,7 +264,7 @@ def test_build_chain_reports_unimplemented_and_broken_entries_with_paths() -> No
     with pytest.raises(InterceptorError) as caught:
         build_chain(gateway, {}, "gateways[3]")
     assert caught.value.errors == [
-        "gateways[3].interceptors[0].name: interceptor 'jwt_auth' is not implemented in "
+        "gateways[3].interceptors[0].name: interceptor 'controller' is not implemented in "
         "this version (disable it or remove it)",
         "gateways[3].interceptors[1].config.header: header 'content-length' is hop-by-hop "
         "or framing: the gateway sets it",
