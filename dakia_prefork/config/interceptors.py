@@ -17,6 +17,7 @@ from collections.abc import Container
 from typing import Any
 
 from ..interceptors.base import REGISTRY
+from ..interceptors.rate_limiter import consumer_key_notices
 from .findings import Findings
 from .location import child
 
@@ -46,3 +47,5 @@ def check_interceptors(interceptors: list[dict[str, Any]], path: str,
         if implementation is not None:
             for where, message in implementation.check(entry, base_dir):
                 findings.error(f"{entry_path}.{where}", message)
+    for index, message in consumer_key_notices(interceptors):
+        findings.notice(f"{child(path, index)}.config.key", message)

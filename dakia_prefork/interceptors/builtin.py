@@ -4,5 +4,5 @@ One module per interceptor; each module's docstring is its reference (config, ph
 behaviour), and README.md's "Interceptors" section shows each with an example.
 """
 from . import jwt_auth  # noqa: F401
-from . import (basic_auth, cors, ip_restriction, key_auth, request_id,  # noqa: F401
-               request_rewrite, response_rewrite, server_version, short_circuit)
+from . import (basic_auth, cors, ip_restriction, key_auth, rate_limiter,  # noqa: F401
+               request_id, request_rewrite, response_rewrite, server_version, short_circuit)

@@ -125,8 +125,6 @@ def test_dakia_sample_passes_and_unimplemented_ones_are_only_warned() -> None:
     assert problems == [
         "gateways[0].interceptors[6].name: interceptor 'use_file' is not implemented in this "
         "version (disable it or remove it)",
-        "gateways[0].interceptors[7].name: interceptor 'rate_limiter' is not implemented in "
-        "this version (disable it or remove it)",
     ]
 
 
