@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..http.events import Headers, RequestHead
 from ..http.request import Request
 from .base import PHASES, REGISTRY, Hook, Interceptor, hooks_of, problems_of
+from .body import Body, FileBody
 from .context import Context, Reply, Response
 from .headers import HeaderList
 from .resources import Resources
@@ -116,14 +117,17 @@ class Run:
             response.body = b""
         return response
 
-    def local_response(self, status: int, body: bytes, headers: Headers | None) -> Response:
+    def local_response(self, status: int, body: Body, headers: Headers | None) -> Response:
         """``pre_downstream_response`` on a response the gateway makes (a Reply, an error)."""
         raw = list(headers) if headers else []
         if body and not any(name == b"content-type" for name, _ in raw):
             raw.append(_TEXT_PLAIN)
         response = Response(status, b"", HeaderList(raw), body, False)
         self.ctx.response = response
-        if not self._response_side(_PRE_DOWNSTREAM):
+        succeeded = self._response_side(_PRE_DOWNSTREAM)
+        if isinstance(body, FileBody) and (response.body is not body or not succeeded):
+            body.close()             # replaced by a hook, or never to be sent
+        if not succeeded:
             return _failure()
         if response.body is None:
             # Nothing to stream from: a hook that cleared the body meant "no body".

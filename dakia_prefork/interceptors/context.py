@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote_plus
 
 from ..http.events import Headers, RequestHead
 from ..http.request import Request
+from .body import Body, FileBody
 from .headers import HeaderList, HeaderValue, header_name, header_value
 
 _METHOD = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -31,21 +32,23 @@ class Reply:
     """A response the gateway sends on its own: ``status``, ``body`` and headers.
 
     ``headers`` are ``(name, value)`` pairs (str or bytes), validated here. A body without
-    a Content-Type header is sent as ``text/plain; charset=utf-8``.
+    a Content-Type header is sent as ``text/plain; charset=utf-8``. The body may be a
+    ``FileBody`` (body.py), read from its file as it is sent.
     """
 
     __slots__ = ("status", "body", "headers")
 
-    def __init__(self, status: int, body: bytes | str = b"",
+    def __init__(self, status: int, body: bytes | str | FileBody = b"",
                  headers: Iterable[tuple[str | bytes, HeaderValue]] = ()) -> None:
         if not isinstance(status, int) or not 200 <= status <= 599:
             raise ValueError(f"reply status {status!r} is not in 200..599")
         self.status = status
-        self.body = body.encode("utf-8") if isinstance(body, str) else body
+        self.body: Body = body.encode("utf-8") if isinstance(body, str) else body
         self.headers: Headers = [(header_name(n), header_value(v)) for n, v in headers]
 
     def __repr__(self) -> str:
-        return f"Reply({self.status}, {self.body[:40]!r}, {self.headers!r})"
+        body = self.body if isinstance(self.body, FileBody) else self.body[:40]
+        return f"Reply({self.status}, {body!r}, {self.headers!r})"
 
 
 class Response:
@@ -54,12 +57,12 @@ class Response:
 
     ``from_upstream`` tells an upstream response from one the gateway made (a reply, an
     error). ``body`` is None while the upstream body streams through untouched; bytes
-    replace it. Changing ``status`` resets ``reason`` to the standard phrase.
+    (or a FileBody) replace it. Changing ``status`` resets ``reason`` to the standard phrase.
     """
 
     __slots__ = ("_status", "reason", "headers", "body", "from_upstream")
 
-    def __init__(self, status: int, reason: bytes, headers: HeaderList, body: bytes | None,
+    def __init__(self, status: int, reason: bytes, headers: HeaderList, body: Body | None,
                  from_upstream: bool) -> None:
         self._status = status
         self.reason = reason

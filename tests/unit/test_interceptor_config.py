@@ -122,10 +122,7 @@ def test_dakia_sample_passes_and_unimplemented_ones_are_only_warned() -> None:
     config, _ = validate(yaml.safe_load((ROOT / "tests/unit/fixtures/dakia-config.sample.yaml")
                                         .read_text()), base_dir="/")
     problems = runtime_errors(config)
-    assert problems == [
-        "gateways[0].interceptors[6].name: interceptor 'use_file' is not implemented in this "
-        "version (disable it or remove it)",
-    ]
+    assert problems == []        # use_file's root (/home/static) may not exist: 404s then
 
 
 def test_check_command_prints_interceptor_errors(tmp_path: Path) -> None:
