@@ -201,7 +201,8 @@ class AtomicFile:
         self._close_directory()
 
     def abort(self) -> None:
-        """Drop the temporary file (after an error or an unwanted response)."""
+        """Drop the temporary file (after an error or an unwanted response); safe to call
+        after a commit that failed half-way."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

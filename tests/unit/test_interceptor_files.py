@@ -94,3 +94,24 @@ def test_root_refuses_what_resolves_outside(tmp_path) -> None:
         else:
             assert opened is not None and os.pread(opened.fd, 10, 0).decode() == expected
             os.close(opened.fd)
+
+
+def test_atomic_files_are_whole_or_absent_and_stay_inside(tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", root / "planted")
+    served = Root(str(root))
+    writer = served.writer(["a", "b", "c.txt"])
+    writer.write(b"part")
+    assert not (root / "a" / "b" / "c.txt").exists()          # not visible until committed
+    writer.write(b"s")
+    writer.commit()
+    assert (root / "a" / "b" / "c.txt").read_bytes() == b"parts"
+    writer = served.writer(["a", "d.txt"])
+    writer.write(b"x")
+    writer.abort()
+    assert sorted(p.name for p in (root / "a").iterdir()) == ["b"]    # no temporary left
+    with pytest.raises(OSError):
+        served.writer(["planted", "x.txt"])                    # a symlink is not followed
+    assert list((tmp_path / "elsewhere").iterdir()) == []
