@@ -17,7 +17,9 @@ writes it back, in one ``EVALSHA`` (redis-py's ``Script`` loads it again after a
 both take the last token. The script uses redis's clock (``TIME``), never the gateways',
 whose clocks need not agree. Semantics are those of ``shm/buckets.py``, in milliseconds:
 full to start with, whole refill steps counted from when the bucket was last full. Each
-key expires when its bucket would be full again, so idle keys cost redis nothing.
+key expires a second after its bucket would be full again (a full bucket and no bucket
+answer the same; the second covers redis's expiry precision), so idle keys cost redis
+nothing.
 
 Connections. redis-py over the worker's gevent-patched sockets: a request waiting for redis
 yields to the worker's other connections. One pool per worker and per (url, timeout,
@@ -103,7 +105,7 @@ local full_at = updated + math.ceil((capacity - tokens) / rate) * interval
 local retry = 0
 if allowed == 0 then retry = math.max(0, updated + interval - now) end
 redis.call('HSET', KEYS[1], 't', tokens, 'u', updated)
-redis.call('PEXPIRE', KEYS[1], math.max(1, full_at - now))
+redis.call('PEXPIRE', KEYS[1], math.max(0, full_at - now) + 1000)
 return {allowed, tokens, math.max(0, full_at - now), retry}
 """
 

@@ -50,9 +50,10 @@ def test_two_workers_admit_exactly_the_capacity(engine, upstreams, gateways):
         if status == 429:
             assert int(headers[b"retry-after"]) >= 1 and headers[b"ratelimit-remaining"] == b"0"
     # Both workers served some of them (their counts reach the control block each second).
-    served = wait_until(lambda: [w["requests"] for w in gw.workers()
-                                 if sum(x["requests"] for x in gw.workers()) >= 30], 5,
-                        "the workers' request counts")
+    def counts() -> list[int] | None:
+        served = [w["requests"] for w in gw.workers()]
+        return served if len(served) == 2 and sum(served) >= 30 else None
+    served = wait_until(counts, 5, "the workers' request counts")
     assert sum(served) == 30 and min(served) > 0, served
 
 
