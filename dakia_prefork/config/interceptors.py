@@ -8,23 +8,27 @@ turning one on later cannot fail on a config that passed. A check may normalise 
 entry in place: plaintext passwords and keys become hashes, relative paths absolute, so
 the stored, normalised config never holds a plaintext secret.
 
-Entries of names this version knows but does not implement (``jwt_auth``...) pass
-through untouched; ``master/checks.py`` refuses them when they are enabled.
+Entries of names this version knows but does not implement (``controller``) pass
+through untouched; ``master/checks.py`` refuses them when they are enabled. Names that are
+not built in are plugins (plugins/loader.py): a ``class: "module:Class"`` entry, or a name
+an installed package declares in the ``dakia_prefork.interceptors`` entry-point group; a
+plugin's ``config_schema``, if it has one, is checked before its own ``check``.
 """
 from __future__ import annotations
 
 from collections.abc import Container
 from typing import Any
 
-from ..interceptors.base import REGISTRY
 from ..interceptors.rate_limiter import consumer_key_notices
+from ..plugins.loader import GROUP, PluginError, check_entry, implementation
 from .findings import Findings
 from .location import child
 
 KNOWN_INTERCEPTORS: frozenset[str] = frozenset({
     "server_version", "request_id", "basic_auth", "key_auth", "jwt_auth",
     "request_rewrite", "response_rewrite", "short_circuit", "use_file", "try_file",
-    "cors", "ip_restriction", "rate_limiter", "controller",
+    "cors", "ip_restriction", "rate_limiter", "controller", "external_plugin",
+    "native_plugin",
 })
 """The built-in interceptor names a config may use."""
 
@@ -36,16 +40,22 @@ def check_interceptors(interceptors: list[dict[str, Any]], path: str,
     problem; relative paths in interceptor configs resolve against ``base_dir``."""
     for index, entry in enumerate(interceptors):
         entry_path = child(path, index)
-        if entry["name"] not in KNOWN_INTERCEPTORS:
-            findings.error(child(entry_path, "name"),
-                           f"unknown interceptor {entry['name']!r} "
-                           f"(known: {', '.join(sorted(KNOWN_INTERCEPTORS))})")
+        try:
+            found = implementation(entry)
+        except PluginError as exc:
+            findings.error(child(entry_path, exc.where), exc.message)
+            found = None
+        else:
+            if found is None and entry["name"] not in KNOWN_INTERCEPTORS:
+                findings.error(child(entry_path, "name"),
+                               f"unknown interceptor {entry['name']!r} "
+                               f"(known: {', '.join(sorted(KNOWN_INTERCEPTORS))}; or a plugin: "
+                               f"class: 'module:Class', or a name declared in {GROUP})")
         filter_name = entry["filter"]
         if filter_name is not None and filter_name not in filter_names:
             findings.error(child(entry_path, "filter"), f"no filter named {filter_name!r}")
-        implementation = REGISTRY.get(entry["name"])
-        if implementation is not None:
-            for where, message in implementation.check(entry, base_dir):
+        if found is not None:
+            for where, message in check_entry(found, entry, base_dir):
                 findings.error(f"{entry_path}.{where}", message)
     for index, message in consumer_key_notices(interceptors):
         findings.notice(f"{child(path, index)}.config.key", message)

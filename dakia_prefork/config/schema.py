@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, SchemaError, ValidationError
 
 from .location import child, format_location
 
@@ -70,9 +70,23 @@ def plain_data_problems(value: Any, path: str = "") -> list[Problem]:
 
 def schema_problems(document: Any) -> list[Problem]:
     """Every way ``document`` (plain data) violates the schema, deduplicated."""
+    return _problems(_validator(), document)
+
+
+def problems_against(schema: dict[str, Any], document: Any) -> list[Problem]:
+    """Every way ``document`` violates another ``schema`` (a plugin's config schema), with
+    the same messages as the config's own; a schema that is itself invalid is one problem."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return [("", f"the plugin's config_schema is not a valid JSON Schema: {exc.message}")]
+    return _problems(Draft202012Validator(schema), document)
+
+
+def _problems(validator: Draft202012Validator, document: Any) -> list[Problem]:
     seen: set[Problem] = set()
     problems: list[Problem] = []
-    for error in _validator().iter_errors(document):
+    for error in validator.iter_errors(document):
         for problem in _describe(error):
             if problem not in seen:
                 seen.add(problem)

@@ -10,8 +10,8 @@
   maps (``maps``), thread-pool offloading (``offload``), response bytes (``respond``).
 """
 from .base import REGISTRY, Interceptor, register
-from .chain import Chain, InterceptorError, Run, build_chain, unimplemented
+from .chain import Chain, InterceptorError, Run, build_chain
 from .context import Context, Reply, Response, UpstreamRequest
 
 __all__ = ["REGISTRY", "Chain", "Context", "Interceptor", "InterceptorError", "Reply",
-           "Response", "Run", "UpstreamRequest", "build_chain", "register", "unimplemented"]
+           "Response", "Run", "UpstreamRequest", "build_chain", "register"]

@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 from ..http.events import Headers, RequestHead
 from ..http.request import Request
-from .base import PHASES, REGISTRY, Hook, Interceptor, hooks_of, problems_of
+from ..plugins import loader as plugins
+from .base import PHASES, Hook, Interceptor, hooks_of, problems_of
 from .body import Body, FileBody
 from .context import Context, Reply, Response
 from .headers import HeaderList
@@ -42,16 +43,6 @@ class InterceptorError(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
-
-
-def unimplemented(gateway: dict[str, Any], gateway_path: str) -> list[str]:
-    """``path: message`` for each enabled interceptor this version cannot run yet."""
-    out = []
-    for i, entry in enumerate(gateway.get("interceptors") or []):
-        if entry.get("enabled", True) and entry["name"] not in REGISTRY:
-            out.append(f"{gateway_path}.interceptors[{i}].name: interceptor '{entry['name']}' "
-                       "is not implemented in this version (disable it or remove it)")
-    return out
 
 
 class Run:
@@ -166,18 +157,29 @@ def build_chain(gateway: dict[str, Any], filters: dict[str, Filter],
     """The chain of a normalised gateway, or None when it has no enabled interceptor.
 
     Each interceptor is attached to ``resources`` (the worker's; an empty set when None,
-    as in ``check``). Raises InterceptorError listing every enabled interceptor that this
-    version does not implement or that cannot be built.
+    as in ``check``). Implementations are built-ins or plugins (plugins/loader.py). Raises
+    InterceptorError listing every enabled interceptor that this version does not
+    implement, whose plugin cannot be loaded, or that cannot be built.
     """
     if resources is None:
         resources = Resources()
-    errors = unimplemented(gateway, gateway_path)
+    errors: list[str] = []
     entries: list[tuple[Filter | None, Interceptor]] = []
     for i, entry in enumerate(gateway.get("interceptors") or []):
-        if not entry.get("enabled", True) or entry["name"] not in REGISTRY:
+        if not entry.get("enabled", True):
+            continue
+        where = f"{gateway_path}.interceptors[{i}]"
+        try:
+            cls = plugins.implementation(entry)
+        except plugins.PluginError as exc:
+            errors.append(f"{where}.{exc.where}: {exc.message}")
+            continue
+        if cls is None:
+            errors.append(f"{where}.name: interceptor '{entry['name']}' is not implemented "
+                          "in this version (disable it or remove it)")
             continue
         try:
-            interceptor = REGISTRY[entry["name"]](entry)
+            interceptor = cls(entry)
             interceptor.attach(resources, f"{gateway.get('name', gateway_path)}/{i}")
         except ValueError as exc:
             errors.extend(f"{gateway_path}.interceptors[{i}].{where}: {message}"

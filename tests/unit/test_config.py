@@ -423,8 +423,10 @@ def test_admin_listen_is_normalised() -> None:
      "gateways[0].interceptors[0].filter: no filter named 'nope'"),
     (with_gateway(interceptors=[{"name": "gzip"}]),
      "gateways[0].interceptors[0].name: unknown interceptor 'gzip' (known: basic_auth, "
-     "controller, cors, ip_restriction, jwt_auth, key_auth, rate_limiter, request_id, "
-     "request_rewrite, response_rewrite, server_version, short_circuit, try_file, use_file)"),
+     "controller, cors, external_plugin, ip_restriction, jwt_auth, key_auth, native_plugin, "
+     "rate_limiter, request_id, request_rewrite, response_rewrite, server_version, "
+     "short_circuit, try_file, use_file; or a plugin: class: 'module:Class', or a name "
+     "declared in dakia_prefork.interceptors)"),
     (with_gateway(interceptors=[{"name": "cors", "config": [1]}]),
      "gateways[0].interceptors[0].config: [1] is not of type 'object'"),
     (with_gateway(filters=[{"name": "f"}]),
