@@ -8,10 +8,16 @@ a config error. Literal text may contain only what a request path may (visible A
 
 Paths are the raw request-target path, percent-encoding kept, so a pattern matches what
 the client sent (``%2F`` stays ``%2F``).
+
+``PathRewrite`` is both settings as a config gives them (``strip_prefix``, ``path_regex``),
+shared by request_rewrite, use_file and try_file.
 """
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from .base import Problems
 
 _REFERENCE = re.compile(r"\$(?:(\d+)|\{(\w+)\}|(\$))")
 _PATH_TEXT = re.compile(r"^[!$%&'()*+,\-./0-9:;=@A-Z\[\]_a-z~]*$")
@@ -86,3 +92,29 @@ def strip_prefix(path: str, prefix: str) -> str:
     if path.startswith(prefix) and path[len(prefix)] == "/":
         return path[len(prefix):]
     return path
+
+
+class PathRewrite:
+    """``strip_prefix`` then ``path_regex`` from a config, applied to a raw path."""
+
+    def __init__(self, config: dict[str, Any], problems: Problems) -> None:
+        self.prefix: str | None = None
+        if config.get("strip_prefix") is not None:
+            self.prefix = config["strip_prefix"].rstrip("/")
+            if not self.prefix:
+                problems.add("config.strip_prefix", "stripping '/' would leave no path")
+        self.template: PathTemplate | None = None
+        if config.get("path_regex") is not None:
+            regex = config["path_regex"]
+            try:
+                self.template = PathTemplate(regex["pattern"], regex["replacement"])
+            except ValueError as exc:
+                where, _, message = str(exc).partition(": ")
+                problems.add(f"config.path_regex.{where}", message)
+
+    def apply(self, path: str) -> str:
+        if self.prefix is not None:
+            path = strip_prefix(path, self.prefix)
+        if self.template is not None:
+            path = self.template.apply(path)
+        return path

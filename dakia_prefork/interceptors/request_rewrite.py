@@ -29,7 +29,7 @@ from .base import Interceptor, Problems, register
 from .context import Context, Reply
 from .edits import HeaderEdits
 from .maps import split_map
-from .pathrewrite import PathTemplate, is_path, strip_prefix
+from .pathrewrite import PathRewrite, is_path
 
 _SIDES = ("us.req.", "req.")
 
@@ -44,19 +44,7 @@ class RequestRewrite(Interceptor):
         dakia, dotted = split_map(entry.get("rewrite", {}), _SIDES)
         problems = Problems()
 
-        self.strip_prefix: str | None = None
-        if config.get("strip_prefix") is not None:
-            self.strip_prefix = config["strip_prefix"].rstrip("/")
-            if not self.strip_prefix:
-                problems.add("config.strip_prefix", "stripping '/' would leave no path")
-        self.template: PathTemplate | None = None
-        if config.get("path_regex") is not None:
-            regex = config["path_regex"]
-            try:
-                self.template = PathTemplate(regex["pattern"], regex["replacement"])
-            except ValueError as exc:
-                where, _, message = str(exc).partition(": ")
-                problems.add(f"config.path_regex.{where}", message)
+        self.rewrite = PathRewrite(config, problems)
         self.path: str | None = dakia.get("path")
         if self.path is not None and not is_path(self.path):
             problems.add("rewrite.path", f"{self.path!r} is not a path (starts with '/', "
@@ -79,11 +67,7 @@ class RequestRewrite(Interceptor):
 
     def pre_upstream_request(self, ctx: Context) -> Reply | None:
         upstream = ctx.upstream_request
-        path = upstream.path
-        if self.strip_prefix is not None:
-            path = strip_prefix(path, self.strip_prefix)
-        if self.template is not None:
-            path = self.template.apply(path)
+        path = self.rewrite.apply(upstream.path)
         if self.path is not None:
             path = self.path
         upstream.path = path if path.startswith("/") or path == "*" else "/" + path

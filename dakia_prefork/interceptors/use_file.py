@@ -33,38 +33,12 @@ from .base import Interceptor, Problem, Problems, register
 from .context import Context, Reply
 from .fileroot import BadPath, HiddenPath, IsDirectory, Opened, Root, segments
 from .fileserve import FileOptions, serve
-from .pathrewrite import PathTemplate, strip_prefix
+from .pathrewrite import PathRewrite
 
 _NOT_FOUND = Reply(404, b"404 Not Found\n")
 _FORBIDDEN = Reply(403, b"403 Forbidden\n")
 _BAD_PATH = Reply(400, b"400 Bad Request: invalid path\n")
 _NOT_ALLOWED = Reply(405, b"405 Method Not Allowed\n", [("allow", "GET, HEAD")])
-
-
-class PathRewrite:
-    """``strip_prefix`` then ``path_regex`` from a config, applied to a raw path."""
-
-    def __init__(self, config: dict[str, Any], problems: Problems) -> None:
-        self.prefix: str | None = None
-        if config.get("strip_prefix") is not None:
-            self.prefix = config["strip_prefix"].rstrip("/")
-            if not self.prefix:
-                problems.add("config.strip_prefix", "stripping '/' would leave no path")
-        self.template: PathTemplate | None = None
-        if config.get("path_regex") is not None:
-            regex = config["path_regex"]
-            try:
-                self.template = PathTemplate(regex["pattern"], regex["replacement"])
-            except ValueError as exc:
-                where, _, message = str(exc).partition(": ")
-                problems.add(f"config.path_regex.{where}", message)
-
-    def apply(self, path: str) -> str:
-        if self.prefix is not None:
-            path = strip_prefix(path, self.prefix)
-        if self.template is not None:
-            path = self.template.apply(path)
-        return path
 
 
 class FileInterceptor(Interceptor):
