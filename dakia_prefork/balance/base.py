@@ -58,6 +58,9 @@ class Balancer:
     # Whether the rotation must be global (round robin, weighted). Others use it only to
     # break ties, for which a per-worker turn is as good and costs no lock.
     shared_rotation: ClassVar[bool] = False
+    # Whether selection reads the latency average. Those that do not skip recording it on
+    # a success (a locked update), unless the node has failures in a row to reset.
+    uses_latency: ClassVar[bool] = False
 
     def __init__(self, key_prefix: str, nodes: Sequence[Node],
                  counters: CounterTable | None = None, stats: NodeStats | None = None, *,
@@ -108,14 +111,15 @@ class Balancer:
     def end(self, node: Node, seconds: float, ok: bool | None) -> bool:
         """The request to ``node`` that ``begin`` counted is over.
 
-        ``seconds``: from sending the request to the response head (the latency sample).
+        ``seconds``: from sending the request to the response head (the latency sample;
+        kept only by balancers that use it, ``uses_latency``).
         ``ok``: True (an answer), False (refused, reset, timed out: a passive-health failure)
         or None (nothing learnt about the node, e.g. the client went away).
         Returns True when this failure ejected the node (worth a log line).
         """
         state = self.states[self._position[id(node)]]
         state.end()
-        if ok is None:
+        if ok is None or (ok and not self.uses_latency and not state.failing()):
             return False
         return state.observe(seconds, ok, self._clock(), self._passive)
 

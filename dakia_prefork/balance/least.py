@@ -41,6 +41,7 @@ class LeastResponseTime(Balancer):
     """
 
     algorithm = "least_response_time"
+    uses_latency = True
 
     def _select(self, key: str | None, usable: Usable, now: float) -> int | None:
         count = len(self.nodes)

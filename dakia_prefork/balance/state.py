@@ -44,6 +44,9 @@ class NodeState(Protocol):
 
     def end(self) -> None: ...
 
+    def failing(self) -> bool:
+        """Whether the node has failures in a row that a success would reset."""
+
     def observe(self, seconds: float, ok: bool, now: float, passive: PassiveHealth) -> bool:
         """Record one outcome; True when it ejected the node."""
 
@@ -69,6 +72,9 @@ class SharedNodeState:
 
     def end(self) -> None:
         self._stats.end(self._index)
+
+    def failing(self) -> bool:
+        return self._stats.failures(self._index) != 0
 
     def observe(self, seconds: float, ok: bool, now: float, passive: PassiveHealth) -> bool:
         return self._stats.observe(self._index, seconds, ok, now, passive.max_failures,
@@ -103,6 +109,9 @@ class LocalNodeState:
     def end(self) -> None:
         if self._active:
             self._active -= 1
+
+    def failing(self) -> bool:
+        return self._failures != 0
 
     def observe(self, seconds: float, ok: bool, now: float, passive: PassiveHealth) -> bool:
         if ok:

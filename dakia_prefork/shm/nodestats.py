@@ -81,6 +81,7 @@ _U32 = struct.Struct("=I")
 _KEY = struct.Struct("=Q")
 _PASSIVE = struct.Struct("=ddIId")
 _OFF_PASSIVE = 8
+_OFF_FAILURES = 28
 _GATE = struct.Struct("=dI")
 _OFF_GATE = 32
 _HEALTH = struct.Struct("=IIIId")
@@ -300,6 +301,11 @@ class NodeStats:
         ewma, at, samples, _, _ = _PASSIVE.unpack_from(
             self._buf, _HEADER_SIZE + index * self._entry + _OFF_PASSIVE)
         return ewma_decayed(ewma, at, now) if samples else None
+
+    def failures(self, index: int) -> int:
+        """Consecutive failures of node ``index`` (lock-free read: a success need not take
+        the node lock to reset a count that is already 0)."""
+        return _U32.unpack_from(self._buf, _HEADER_SIZE + index * self._entry + _OFF_FAILURES)[0]
 
     def gate(self, index: int) -> tuple[float, int]:
         """(ejected_until, health state) of node ``index``, read in one go."""

@@ -226,3 +226,23 @@ def test_a_single_node_upstream_is_never_ejected():
     balancer.begin(only)
     balancer.end(only, 0.0, False)
     assert balancer.pick() is only
+
+
+def test_only_latency_balancers_record_latency_but_every_success_clears_failures():
+    clock = Clock()
+    rr = make_balancer("round_robin", "gw/app", nodes(1, 1), clock=clock,
+                       passive=PassiveHealth(2, 10.0))
+    first = rr.nodes[0]
+    rr.begin(first)
+    rr.end(first, 0.5, True)
+    assert rr.states[0].latency(clock.now) is None          # not recorded: not used
+    rr.begin(first)
+    rr.end(first, 0.0, False)
+    rr.begin(first)
+    rr.end(first, 0.1, True)                                # clears the streak of one
+    rr.begin(first)
+    assert rr.end(first, 0.0, False) is False               # one in a row, not two
+    lrt = make_balancer("least_response_time", "gw/app", nodes(1, 1), clock=clock)
+    lrt.begin(lrt.nodes[0])
+    lrt.end(lrt.nodes[0], 0.5, True)
+    assert lrt.states[0].latency(clock.now) == 0.5
