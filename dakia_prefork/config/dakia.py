@@ -27,7 +27,8 @@ IGNORED_KEYS: dict[str, str] = {
     "work_stealing": _RUST_RUNTIME,
     "upstream_connect_offload_threadpools": _RUST_RUNTIME,
     "upstream_connect_offload_thread_per_pool": _RUST_RUNTIME,
-    "upstream_debug_ssl_keylog": "upstream TLS is not supported yet; accepted and ignored",
+    "upstream_debug_ssl_keylog": "set SSLKEYLOGFILE in the environment of dakia-master to log "
+                                 "upstream TLS keys; accepted and ignored",
     "grace_period_seconds": "draining starts at once and is bounded by graceful_timeout; "
                             "accepted and ignored",
 }

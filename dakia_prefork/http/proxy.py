@@ -40,15 +40,18 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from typing import TYPE_CHECKING
+
+import gevent
 
 from ..interceptors.respond import encode_response
 from ..routing.hosts import normalise_host
 from . import wire
 from .events import CLOSED, END, ProtocolError, RequestHead, ResponseHead, Headers
 from .request import Request
-from .upstream import Node, UpstreamConnection, connect
+from .upstream import Node, UpstreamConnection, open_connection
 
 if TYPE_CHECKING:
     from ..interceptors import Run
@@ -65,18 +68,36 @@ _VIA = b"1.1 dakia"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+# A request body up to this size is kept while it streams upstream, so that the request
+# can be retried on another node after it went out (idempotent methods only).
+RETRY_BODY_LIMIT = 65536
+# Methods whose request may be sent twice (RFC 9110 9.2.2): a retry after the request
+# went out is only for these.
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"))
+_NO_NODE = b"503 Service Unavailable: no upstream node is available\n"
+
+
 class _UpstreamFailed(Exception):
-    """The upstream could not give a response head: answer ``status`` to the client.
+    """The upstream could not give a response head: answer ``status`` to the client, or
+    retry on another node.
 
     ``message`` goes to the error log (it may name addresses); ``client_message`` is all
-    the client is told.
+    the client is told. ``sent`` is False when nothing of the request reached the node
+    (the connection could not be made): such a failure may be retried whatever the method.
     """
 
     def __init__(self, status: int, message: str,
-                 client_message: bytes = b"the upstream broke the connection") -> None:
+                 client_message: bytes = b"the upstream broke the connection",
+                 sent: bool = True) -> None:
         super().__init__(message)
         self.status = status
         self.client_message = client_message
+        self.sent = sent
+
+
+class _LookupTimeout(Exception):
+    """The connect timeout expired during a name lookup (not an OSError, so that the
+    resolver does not take it for the name's failure)."""
 
 
 class _StaleConnection(Exception):
@@ -85,6 +106,34 @@ class _StaleConnection(Exception):
 
 class _ClientGone(Exception):
     """The client closed, timed out or broke the framing mid-request: just close."""
+
+
+class _UpstreamBroke(_ClientGone):
+    """The upstream failed once the response head was on its way: the client's connection
+    is cut (the only signal left), and the node counts a failure."""
+
+
+class _Body:
+    """A request body as it streams upstream, kept up to ``RETRY_BODY_LIMIT`` bytes so that
+    a retry can send it again (and go on reading the client's rest, if any)."""
+
+    __slots__ = ("chunks", "size", "complete", "kept", "continued")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False      # the client's END was read
+        self.kept = True           # every byte read so far is in ``chunks``
+        self.continued = False     # "100 Continue" went to the client
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.kept:
+            if self.size <= RETRY_BODY_LIMIT:
+                self.chunks.append(data)
+            else:
+                self.kept = False
+                self.chunks = []
 
 
 def send_all(sock: socket.socket, data: bytes) -> None:
@@ -97,7 +146,7 @@ def send_all(sock: socket.socket, data: bytes) -> None:
 
 class ClientConnection:
     __slots__ = ("ctx", "sock", "peer", "listener", "parser", "requests", "idle", "linger",
-                 "_eof")
+                 "head_at", "_eof")
 
     def __init__(self, ctx: WorkerContext, sock: socket.socket, peer: str,
                  listener: ListenerInfo) -> None:
@@ -109,6 +158,7 @@ class ClientConnection:
         self.requests = 0
         self.idle = False       # waiting for the next request with nothing of it received
         self.linger = False     # answered an error: drain what the client still sends
+        self.head_at = 0.0      # when the current exchange's response head arrived
         self._eof = False
 
     # -- the connection loop -------------------------------------------------------------
@@ -213,6 +263,10 @@ class ClientConnection:
                 keep_alive = False       # the client may or may not send the body now
             elif keep_alive:
                 keep_alive = self._discard_body()
+            if not keep_alive:
+                # Part of the body may still be coming: drain it while closing, so that
+                # closing with unread bytes does not reset the answer away.
+                self.linger = True
         if run is not None:
             status, body, payload = self._local_payload(head, run, status, body, headers,
                                                         keep_alive)
@@ -303,84 +357,171 @@ class ClientConnection:
 
     def _proxy(self, head: RequestHead, request: Request, upstream: UpstreamRuntime,
                started: float, run: Run | None) -> bool:
-        node = upstream.balancer.pick()
+        """Pick a node and exchange with it; on a failure, retry on another node when
+        ``retries`` allows and the request can be sent again."""
+        balancer = upstream.balancer
+        kind = upstream.key_kind
+        key = None if kind is None else request.path if kind == "url" else (self.peer or None)
+        node = balancer.pick(key)
+        if node is None:
+            log.error("%s %s: upstream %s: no usable node", head.method.decode("latin-1"),
+                      request.path, upstream.name)
+            return self._answer_early(head, 503, _NO_NODE, started, request, run)
         if run is None:
-            upstream_head = self._upstream_head(head, node, head)
+            sent_head = head
         else:
             reply = run.pre_upstream_request(node.label)
             if reply is not None:
                 return self._answer_early(head, reply.status, reply.body, started, request,
                                           run, reply.headers)
-            upstream_head = self._upstream_head(run.upstream_head(head), node, head)
-        has_body = head.chunked or bool(head.content_length)
-        fresh = False
+            sent_head = run.upstream_head(head)
+        upstream_head = self._upstream_head(sent_head, node, head)
+        body = _Body() if head.chunked or head.content_length else None
+        retries = upstream.retries
+        tried: list[Node] = []
         while True:
-            conn: UpstreamConnection | None = None
             try:
-                conn = None if fresh else self.ctx.pool.take_idle(node.address,
-                                                                  upstream.idle_timeout)
-                reused = conn is not None
-                if conn is None:
-                    conn = self._connect(upstream, node.address)
-                # Only a request with no body can be replayed: a body is read from the
-                # client as it is sent, so it is gone once the first attempt took it.
-                replayable = reused and not has_body
-                self._send_request(conn, upstream, head, upstream_head, has_body, replayable)
-                return self._relay_response(conn, replayable, head, request, run,
-                                            upstream, node.label, started)
-            except _StaleConnection:
-                # A pooled connection the upstream had closed while it sat idle: try once
-                # more on a new connection (the pool may hold more of the same age).
-                fresh = True
+                return self._exchange(head, request, run, upstream, node, upstream_head, body,
+                                      started)
             except _UpstreamFailed as exc:
                 log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
                           request.path, upstream.name, node.label, exc)
+                if retries > 0 and self._may_retry(head, exc, body):
+                    tried.append(node)
+                    following = balancer.pick(key, exclude=tried)
+                    if following is not None:
+                        retries -= 1
+                        log.info("%s %s: upstream %s: retrying on %s",
+                                 head.method.decode("latin-1"), request.path, upstream.name,
+                                 following.label)
+                        node = following
+                        upstream_head = self._upstream_head(sent_head, node, head)
+                        continue
                 if exc.status == 502:
-                    body = b"502 Bad Gateway: " + exc.client_message + b"\n"
+                    text = b"502 Bad Gateway: " + exc.client_message + b"\n"
                 else:
-                    body = b"504 Gateway Timeout: the upstream did not answer in time\n"
-                return self._answer_early(head, exc.status, body, started, request, run)
-            except (ProtocolError, _ClientGone):
-                if conn is not None:
-                    conn.close()
-                raise
+                    text = b"504 Gateway Timeout: the upstream did not answer in time\n"
+                if body is not None and body.complete:
+                    return self._answer_early_after_body(head, exc.status, text, started,
+                                                         request, run)
+                return self._answer_early(head, exc.status, text, started, request, run)
 
     @staticmethod
-    def _connect(upstream: UpstreamRuntime, address) -> UpstreamConnection:
+    def _may_retry(head: RequestHead, exc: _UpstreamFailed, body: _Body | None) -> bool:
+        """Whether the request can go to another node after ``exc``: always when nothing
+        reached the node; else only an idempotent method whose body is all still here."""
+        if body is not None and not body.kept:
+            return False
+        return not exc.sent or head.method in IDEMPOTENT
+
+    def _exchange(self, head: RequestHead, request: Request, run: Run | None,
+                  upstream: UpstreamRuntime, node: Node, upstream_head: bytes,
+                  body: _Body | None, started: float) -> bool:
+        """One attempt on ``node``, counted by the balancer (in flight, latency, failures)."""
+        balancer = upstream.balancer
+        balancer.begin(node)
+        self.head_at = 0.0
+        sent_at = 0.0
+        ok: bool | None = None
+        conn: UpstreamConnection | None = None
         try:
-            sock = connect(address, upstream.connect_timeout)
-        except TimeoutError:
-            raise _UpstreamFailed(504, "connect timed out") from None
+            fresh = False
+            while True:
+                conn = None if fresh else self.ctx.pool.take_idle(node.pool_key,
+                                                                  upstream.idle_timeout)
+                reused = conn is not None
+                if conn is None:
+                    conn = self._connect(upstream, node)
+                # Only a request with no body can be replayed on a stale connection: its
+                # body is read from the client as it is sent.
+                replayable = reused and body is None
+                try:
+                    self._send_request(conn, upstream, head, upstream_head, body, replayable)
+                    sent_at = time.monotonic()
+                    keep_alive = self._relay_response(conn, replayable, head, request, run,
+                                                      upstream, node.label, started)
+                except _StaleConnection:
+                    # A pooled connection the upstream had closed while it sat idle: once
+                    # more on a new connection (the pool may hold more of the same age).
+                    fresh = True
+                    continue
+                ok = True
+                return keep_alive
+        except _UpstreamFailed:
+            ok = False
+            raise
+        except _UpstreamBroke:
+            ok = False
+            raise
+        except (ProtocolError, _ClientGone):
+            if conn is not None:
+                conn.close()
+            if self.head_at:
+                ok = True
+            raise
+        finally:
+            latency = self.head_at - sent_at if self.head_at and sent_at else 0.0
+            if balancer.end(node, latency, ok):
+                log.warning("upstream %s: node %s ejected by passive health (failures in "
+                            "a row)", upstream.name, node.label)
+
+    def _connect(self, upstream: UpstreamRuntime, node: Node) -> UpstreamConnection:
+        # A name lookup is bounded by the connect timeout too (only the first one of a name
+        # waits; refreshes run aside).
+        timer = gevent.Timeout.start_new(upstream.connect_timeout, _LookupTimeout) \
+            if node.named else None
+        try:
+            sock = open_connection(node, upstream.connect_timeout, self.ctx.resolver)
+        except (TimeoutError, _LookupTimeout):
+            raise _UpstreamFailed(504, "connect timed out", sent=False) from None
+        except socket.gaierror as exc:
+            raise _UpstreamFailed(502, f"cannot resolve the node's name: {exc}",
+                                  b"the upstream's name does not resolve", sent=False) from None
+        except ssl.SSLError as exc:
+            raise _UpstreamFailed(502, f"TLS handshake failed: {exc}",
+                                  b"the TLS handshake with the upstream failed",
+                                  sent=False) from None
         except OSError as exc:
             raise _UpstreamFailed(502, f"connect failed: {exc}",
-                                  b"the upstream refused the connection") from None
-        return UpstreamConnection(sock, address)
+                                  b"the upstream refused the connection", sent=False) from None
+        finally:
+            if timer is not None:
+                timer.close()
+        return UpstreamConnection(sock, node.pool_key, node.tls)
 
     def _send_request(self, conn: UpstreamConnection, upstream: UpstreamRuntime,
-                      head: RequestHead, upstream_head: bytes, has_body: bool,
+                      head: RequestHead, upstream_head: bytes, body: _Body | None,
                       replayable: bool) -> None:
-        """Write the head and stream the body upstream as it arrives from the client."""
+        """Write the head and stream the body upstream as it arrives from the client (after
+        what a previous attempt kept of it, on a retry)."""
         conn.sock.settimeout(upstream.write_timeout)
-        if not has_body:
+        if body is None:
             self._upstream_send(conn, upstream_head, replayable)
             return
-        if head.expect_continue and head.http_version == b"1.1":
+        if head.expect_continue and head.http_version == b"1.1" and not body.continued:
+            body.continued = True
             self._write(_CONTINUE)
         chunked = head.chunked
+        pending = upstream_head          # the head goes out with the first piece of body
+        if body.chunks:
+            kept = b"".join(body.chunks)
+            pending += wire.chunk(kept) if chunked else kept
+        if body.complete:
+            self._upstream_send(conn, pending + wire.LAST_CHUNK if chunked else pending, False)
+            return
         limit = self.ctx.limits.max_body_bytes
         timeout = self.ctx.limits.client_body_timeout
-        received = 0
-        pending = upstream_head          # the head goes out with the first piece of body
         while True:
             event = self._next_event(timeout)
             if event is END:
+                body.complete = True
                 self._upstream_send(conn, pending + wire.LAST_CHUNK if chunked else pending,
                                     False)
                 return
             if not isinstance(event, bytes):
                 raise ProtocolError("unexpected event in a request body")
-            received += len(event)
-            if limit is not None and received > limit:
+            body.add(event)
+            if limit is not None and body.size > limit:
                 conn.close()
                 self._send_error(413, "request body larger than limits.max_body_bytes")
                 raise _ClientGone()
@@ -424,7 +565,9 @@ class ClientConnection:
                 try:
                     event = parser.next_event()
                 except ProtocolError as exc:
-                    raise _UpstreamFailed(502, f"invalid response: {exc}") from None
+                    raise _UpstreamFailed(502, f"invalid response: {exc}",
+                                          b"the upstream sent an invalid or truncated "
+                                          b"response") from None
                 if event is None:
                     if out:
                         self._write(b"".join(out))
@@ -436,7 +579,9 @@ class ClientConnection:
                     except OSError as exc:
                         if replayable:
                             raise _StaleConnection() from None
-                        raise _UpstreamFailed(502, f"read failed: {exc}") from None
+                        raise _UpstreamFailed(502, f"read failed: {exc}",
+                                              b"the upstream sent an invalid or truncated "
+                                              b"response") from None
                     if not data and replayable:
                         raise _StaleConnection()
                     replayable = False
@@ -461,6 +606,7 @@ class ClientConnection:
                                                       wire.end_to_end(event.headers)))
                     continue
                 status = event.status
+                self.head_at = time.monotonic()
                 reason = event.reason
                 upstream_keep_alive = event.keep_alive
                 headers = wire.end_to_end(event.headers)
@@ -473,7 +619,8 @@ class ClientConnection:
                     if response.body is not None:
                         return self._relay_replaced(conn, parser, head, request, response.body,
                                                     status, reason, headers, out, keep_client,
-                                                    upstream_keep_alive, started)
+                                                    upstream_keep_alive, started,
+                                                    upstream.idle_timeout)
                 if body_kind == "length":
                     headers.append((b"content-length", b"%d" % event.content_length))
                 elif body_kind == "none":
@@ -499,9 +646,9 @@ class ClientConnection:
             raise
         except _UpstreamFailed as exc:
             conn.close()
-            log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
-                      request.path, upstream.name, node_label, exc)
             if status:
+                log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
+                          request.path, upstream.name, node_label, exc)
                 # The head is gone (or about to): the only signal left is to cut the stream.
                 if out:
                     try:
@@ -509,18 +656,15 @@ class ClientConnection:
                     except _ClientGone:
                         pass
                 ctx.access(self.peer, head, request, status, sent_body, started)
-                raise _ClientGone() from None
-            if exc.status == 502:
-                body = b"502 Bad Gateway: the upstream sent an invalid or truncated response\n"
-            else:
-                body = b"504 Gateway Timeout: the upstream did not answer in time\n"
-            return self._answer_early_after_body(head, exc.status, body, started, request, run)
+                raise _UpstreamBroke() from None
+            # No head yet: the caller answers the client, or retries on another node.
+            raise
         except _ClientGone:
             conn.close()
             ctx.access(self.peer, head, request, status or 499, sent_body, started)
             raise
         if upstream_keep_alive and not parser.trailing_data:
-            ctx.pool.put_idle(conn)
+            ctx.pool.put_idle(conn, upstream.idle_timeout)
         else:
             conn.close()
         ctx.access(self.peer, head, request, status, sent_body, started)
@@ -545,7 +689,8 @@ class ClientConnection:
     def _relay_replaced(self, conn: UpstreamConnection, parser, head: RequestHead,
                         request: Request, body: bytes, status: int, reason: bytes,
                         headers: Headers, out: list[bytes], keep_client: bool,
-                        upstream_keep_alive: bool, started: float) -> bool:
+                        upstream_keep_alive: bool, started: float,
+                        idle_timeout: float) -> bool:
         """Send the interceptors' body instead of the upstream's, then drop the upstream's.
 
         The new body goes out with its own Content-Length. The upstream's is read and
@@ -561,7 +706,7 @@ class ClientConnection:
                                    head_only=head.method == b"HEAD", trailing=trailing))
         self._write(b"".join(out))
         if upstream_keep_alive and self._drain_upstream(conn, parser):
-            self.ctx.pool.put_idle(conn)
+            self.ctx.pool.put_idle(conn, idle_timeout)
         else:
             conn.close()
         self.ctx.access(self.peer, head, request, status, len(body), started)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..http.events import RequestHead
 from ..http.request import Request
-from ..http.upstream import UpstreamPool
+from ..http.upstream import Resolver, UpstreamPool
 from .accesslog import AccessLog
 from .runtime import Runtime
 
@@ -49,11 +49,12 @@ class ListenerInfo:
 
 class WorkerContext:
     def __init__(self, engine: Any, limits: Limits, runtime: Runtime, pool: UpstreamPool,
-                 access_log: AccessLog) -> None:
+                 access_log: AccessLog, resolver: Resolver | None = None) -> None:
         self.engine = engine
         self.limits = limits
         self.runtime = runtime
         self.pool = pool
+        self.resolver = resolver if resolver is not None else Resolver()
         self.access_log = access_log
         self.draining = False
         self.requests = 0

@@ -19,7 +19,7 @@ import gevent.pool
 from ..config.store import ConfigStore
 from ..http.engines import select_engine
 from ..http.proxy import ClientConnection
-from ..http.upstream import UpstreamPool
+from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
 from ..logs import reopen_logs
 from ..shm.control import STATE_DRAINING, STATE_READY, ControlBlock
@@ -67,14 +67,16 @@ class Worker:
         self.graceful_timeout = float(config.get("graceful_timeout", 30))
         self.listeners = [(socket.socket(s.family, s.type, fileno=s.detach()), info)
                           for s, info in listeners]
-        runtime = Runtime(version, config, self.counters, self.resources)
+        runtime = Runtime(version, config, self.counters, self.resources, self.node_stats)
         self.ctx = WorkerContext(
             engine=select_engine(config.get("http_parser", "auto")),
             limits=Limits.from_config(config),
             runtime=runtime,
             pool=UpstreamPool(int(config["upstream_keepalive_pool_size"])),
             access_log=AccessLog(config.get("access_log", "stdout"),
-                                 config.get("access_log_format", "combined")))
+                                 config.get("access_log_format", "combined")),
+            # Host names of upstream nodes, cached for the worker's life (across reloads).
+            resolver=Resolver(spawn=gevent.spawn))
         self.connections: set[ClientConnection] = set()
         self.pool = gevent.pool.Pool(self.ctx.limits.max_connections)
         self.stopped = gevent.event.Event()
@@ -190,6 +192,7 @@ class Worker:
         while True:
             self.control.beat(self.record, self.ctx.requests)
             self._check_version()
+            self.ctx.pool.sweep()        # upstream connections idle past timeouts.idle
             gevent.sleep(HEARTBEAT_SECONDS)
 
     def _flush_loop(self) -> None:
@@ -204,7 +207,8 @@ class Worker:
             return
         try:
             config = self.store.read(published)
-            runtime = Runtime(published, config, self.counters, self.resources)
+            runtime = Runtime(published, config, self.counters, self.resources,
+                              self.node_stats)
         except Exception as exc:  # noqa: BLE001 - keep serving the version we have
             log.error("worker %d: cannot load config v%d, keeping v%d: %s", self.pid,
                       published, self.ctx.runtime.version, exc)

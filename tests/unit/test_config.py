@@ -69,7 +69,8 @@ def test_dakia_sample_validates_with_notices_only() -> None:
         "upstream_connect_offload_threadpools: tunes Dakia's Rust runtime; accepted and ignored",
         "upstream_connect_offload_thread_per_pool: tunes Dakia's Rust runtime; "
         "accepted and ignored",
-        "upstream_debug_ssl_keylog: upstream TLS is not supported yet; accepted and ignored",
+        "upstream_debug_ssl_keylog: set SSLKEYLOGFILE in the environment of dakia-master to log "
+        "upstream TLS keys; accepted and ignored",
         "grace_period_seconds: draining starts at once and is bounded by graceful_timeout; "
         "accepted and ignored",
         "graceful_shutdown_timeout_seconds: used as graceful_timeout (30)",
@@ -161,8 +162,14 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
             "default": False,
             "traffic_distribution_policy": {"node_selection_algorithm": "round_robin"},
             "timeouts": {"connect": 5, "read": 60, "write": 60, "idle": 60},
+            "retries": 1,
+            "health_check": None,
+            "passive_health": {"max_failures": 3, "eject_seconds": 10},
+            "resolve_ttl": 30,
             "upstream_nodes": [{"address": {"host": "127.0.0.1", "port": 3000},
-                                "tls": False, "sni": None, "weight": 1}],
+                                "tls": False, "sni": None, "tls_verify": True,
+                                "ca_file": None, "client_cert": None, "client_key": None,
+                                "weight": 1}],
         }],
     }
 
@@ -399,14 +406,37 @@ def test_admin_listen_is_normalised() -> None:
                              {"name": "b", "default": True, "upstream_nodes": [node()]}]),
      "gateways[0].upstreams[1].default: only one upstream may be the default; "
      "'a' (gateways[0].upstreams[0]) already is"),
-    (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node(tls=True)]}]),
-     "gateways[0].upstreams[0].upstream_nodes[0].tls: upstream TLS is not supported yet"),
+    (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [
+        node(tls=True, ca_file="/nonexistent/ca.pem")]}]),
+     "gateways[0].upstreams[0].upstream_nodes[0].ca_file: no such file: /nonexistent/ca.pem"),
+    (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [
+        node(tls=True, client_key="/etc/hostname")]}]),
+     "gateways[0].upstreams[0].upstream_nodes[0].client_key: client_key needs client_cert"),
+    (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [
+        {"address": {"unix": "/run/u.sock"}, "tls": True}]}]),
+     "gateways[0].upstreams[0].upstream_nodes[0].sni: a TLS node on a unix socket needs sni "
+     "(the name to verify), or tls_verify: false"),
+    (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node(tls=True, sni="a b")]}]),
+     "gateways[0].upstreams[0].upstream_nodes[0].sni: 'a b' is not a host name"),
     (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node()],
                               "traffic_distribution_policy":
-                                  {"node_selection_algorithm": "least_connection"}}]),
+                                  {"node_selection_algorithm": "fastest"}}]),
      "gateways[0].upstreams[0].traffic_distribution_policy.node_selection_algorithm: "
-     "node selection algorithm 'least_connection' is not supported yet "
-     "(supported: round_robin)"),
+     "unknown node selection algorithm 'fastest' (one of round_robin, weighted, "
+     "least_connection, least_response_time, ip_hash, url_hash, random, p2c)"),
+    (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node()],
+                              "health_check": {"path": "healthz"}}]),
+     "gateways[0].upstreams[0].health_check.path: a path starting with /, got 'healthz'"),
+    (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node()],
+                              "health_check": {"expected_statuses": [200, 700]}}]),
+     "gateways[0].upstreams[0].health_check.expected_statuses[1]: 700 is greater than the "
+     "maximum of 599"),
+    (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node()], "retries": -1}]),
+     "gateways[0].upstreams[0].retries: -1 is less than the minimum of 0"),
+    (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node()],
+                              "passive_health": {"max_failures": 2, "eject_seconds": 0}}]),
+     "gateways[0].upstreams[0].passive_health.eject_seconds: 0 is less than or equal to the "
+     "minimum of 0"),
     (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node()],
                               "timeouts": {"connect": 0}}]),
      "gateways[0].upstreams[0].timeouts.connect: 0 is less than or equal to the minimum of 0"),
@@ -470,6 +500,7 @@ def test_every_error_is_reported_sorted_by_path() -> None:
 def test_semantic_errors_are_all_collected() -> None:
     raw = with_gateway(routers=[{"upstream": "x", "filter": "y"}],
                        interceptors=[{"name": "nope"}])
+    raw["gateways"][0]["upstreams"][0]["upstream_nodes"][0]["ca_file"] = "/nonexistent"
     raw["gateways"][0]["upstreams"][0]["upstream_nodes"][0]["tls"] = True
     assert len(errors_of(raw)) == 4
 
@@ -613,3 +644,61 @@ def test_dump_normalised_is_canonical() -> None:
     assert dump_normalised(reordered) == text
     keys = list(json.loads(text))
     assert keys == sorted(keys)
+
+
+# --- upstream traffic settings ---------------------------------------------------------------
+
+def test_every_balancer_is_a_supported_algorithm() -> None:
+    from dakia_prefork.balance import ALGORITHMS
+    from dakia_prefork.config.upstreams import SUPPORTED_ALGORITHMS
+    assert sorted(SUPPORTED_ALGORITHMS) == sorted(ALGORITHMS)
+
+
+@pytest.mark.parametrize("algorithm", ["round_robin", "weighted", "least_connection",
+                                       "least_response_time", "ip_hash", "url_hash",
+                                       "random", "p2c"])
+def test_every_algorithm_is_accepted(algorithm: str) -> None:
+    raw = with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node()],
+                                   "traffic_distribution_policy":
+                                       {"node_selection_algorithm": algorithm}}])
+    validate(raw, base_dir="/")
+
+
+def test_health_check_defaults_are_filled() -> None:
+    raw = with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node()],
+                                   "health_check": {"path": "/healthz"}}])
+    config, _ = validate(raw, base_dir="/")
+    assert config["gateways"][0]["upstreams"][0]["health_check"] == {
+        "path": "/healthz", "interval": 5, "timeout": 2, "healthy_threshold": 2,
+        "unhealthy_threshold": 3, "expected_statuses": [200]}
+
+
+def test_tls_node_files_resolve_and_load(tmp_path: Path) -> None:
+    from tests.tlsutil import make_pki
+    pki = make_pki(str(tmp_path))
+    raw = with_gateway(upstreams=[{"name": "a", "default": True, "upstream_nodes": [
+        node(host="api.internal", tls=True, ca_file="ca.pem", client_cert="client.pem",
+             client_key="client.key")]}])
+    config, notices = validate(raw, base_dir=str(tmp_path))
+    got = config["gateways"][0]["upstreams"][0]["upstream_nodes"][0]
+    assert got["ca_file"] == pki.ca_file and got["client_cert"] == pki.client_cert
+    assert got["client_key"] == pki.client_key and notices == []
+    # A key that is not the certificate's.
+    raw["gateways"][0]["upstreams"][0]["upstream_nodes"][0]["client_key"] = "server.key"
+    [error] = errors_of(raw, base_dir=str(tmp_path))
+    assert error.startswith("gateways[0].upstreams[0].upstream_nodes[0].client_cert: "
+                            "cannot load the client certificate and key: ")
+    # Not a CA bundle.
+    raw["gateways"][0]["upstreams"][0]["upstream_nodes"][0].update(
+        client_key="client.key", ca_file="client.key")
+    [error] = errors_of(raw, base_dir=str(tmp_path))
+    assert error.startswith("gateways[0].upstreams[0].upstream_nodes[0].ca_file: "
+                            "cannot load the CA bundle")
+
+
+def test_tls_settings_on_a_plain_node_are_noticed() -> None:
+    raw = with_gateway(upstreams=[{"name": "a", "default": True,
+                                   "upstream_nodes": [node(sni="x.example")]}])
+    _, notices = validate(raw, base_dir="/")
+    assert notices == ["gateways[0].upstreams[0].upstream_nodes[0].sni: ignored: the node "
+                       "does not use TLS (tls: false)"]
