@@ -107,6 +107,9 @@ class Master:
         self.workers: dict[int, WorkerProc] = {}
         self.free_records = list(range(MAX_SLOTS - 1, -1, -1))
         self._records_exhausted = False
+        self.checker: int | None = None              # the health checker's pid
+        self.checker_failures = 0
+        self.checker_not_before = 0.0
         self.slot_failures = [0] * MAX_SLOTS
         self.slot_not_before = [0.0] * MAX_SLOTS
         self.listeners = _Listeners()
@@ -249,6 +252,7 @@ class Master:
             self.control.set_ready(False)
             return
         now = time.monotonic()
+        self._supervise_checker(now)
         desired = [self.assignment(slot) for slot in range(self.slots)]
         serving = [w for w in self.workers.values() if w.draining_since is None]
         all_ready = True
@@ -367,6 +371,9 @@ class Master:
             if pid == self.upgrade_child:
                 self._upgrade_failed(status)
                 continue
+            if pid == self.checker:
+                self._checker_exited(status)
+                continue
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
@@ -392,6 +399,61 @@ class Master:
             else:
                 self.slot_failures[slot] = 0
                 log.error("worker %d (slot %d) %s; respawning", pid, slot, how)
+
+    # -- the health checker (health/): one child when a config has health checks --------
+    def _supervise_checker(self, now: float) -> None:
+        if self.checker is not None or now < self.checker_not_before:
+            return
+        if not any(u.get("health_check") for g in self.config["gateways"]
+                   for u in g["upstreams"]):
+            return
+        pid = os.fork()
+        if pid == 0:
+            self._become_checker()
+        self.checker = pid
+        self.checker_not_before = now + 1.0    # spawned at most once a second
+        log.info("health checker %d started", pid)
+
+    def _become_checker(self) -> None:
+        # In the child, as _become_worker: no gevent in the master, no sockets kept.
+        from ..health.main import run_health_checker
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self.ready_fd >= 0:
+            os.close(self.ready_fd)
+        for listener in [*self.listeners.current.values(), *self.listeners.retired]:
+            for sock in listener.sockets:
+                sock.close()
+        assert self.segments is not None
+        run_health_checker(self.config, self.version, self.segments)
+
+    def _checker_exited(self, status: int) -> None:
+        self.checker = None
+        if self._stopping:
+            return
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            self.checker_failures = 0          # no health checks left in its config
+            return
+        self.checker_failures += 1
+        delay = min(_MAX_BACKOFF, 0.25 * 2 ** (self.checker_failures - 1))
+        self.checker_not_before = time.monotonic() + delay
+        log.error("health checker %s; respawning in %.2fs", _describe(status), delay)
+
+    def _stop_checker(self) -> None:
+        if self.checker is None:
+            return
+        _kill(self.checker, signal.SIGTERM)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(self.checker, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.02)
+        else:
+            _kill(self.checker, signal.SIGKILL)
+        self.checker = None
 
     def _check_health(self) -> None:
         """Kill workers that stopped heart-beating, or drain for longer than allowed."""
@@ -546,6 +608,7 @@ class Master:
         self._stop_deadline = time.monotonic() + wait
 
     def cleanup(self) -> None:
+        self._stop_checker()
         # A new master (binary upgrade) serves the same unix socket paths: leave them.
         handed_over = (self.upgrade_child is not None
                        or pidfile.read(self.pid_file) not in (None, self.pid))

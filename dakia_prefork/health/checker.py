@@ -1,0 +1,257 @@
+"""The health checker: probes upstream nodes and publishes their health to every worker.
+
+Theory of operation
+-------------------
+One process per master (not one per worker: N workers probing would multiply the load on
+the nodes and could disagree). It follows the config like a worker does: every half second
+it reads the version the master published in the control block and, when it moved, loads
+``state_dir/config/v<N>.json`` and reconciles its probes with it.
+
+A probe is a greenlet per (upstream with a ``health_check``, node). Every ``interval``
+seconds it opens a new connection the way the request path does (the node's name resolved
+with a TTL, its TLS with the node's own settings), sends ``GET <path>`` with
+``Connection: close`` and reads the status line; the whole probe is bounded by ``timeout``.
+A status in ``expected_statuses`` is a success; anything else (refused, reset, timed out,
+another status, not HTTP) a failure. ``NodeStats.record_check`` applies the thresholds:
+``healthy_threshold`` successes in a row make a node healthy, ``unhealthy_threshold``
+failures in a row unhealthy; the balancers of an upstream with a ``health_check`` skip
+unhealthy nodes. A node never checked yet is "unknown" and used, so a new node takes traffic
+at once and a dead one leaves after ``unhealthy_threshold`` probes.
+
+The state is named like the balancers name it (``<gateway>/<upstream>/<host:port>``), so a
+reload that keeps a node keeps its health, and a respawned checker carries on from the state
+in shared memory. A node whose upstream lost its ``health_check`` is reset to "unknown"
+(nothing would ever refresh its verdict). With no health checks left in the config the
+checker resets what it checked and exits; the master starts it again when a config has some.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gevent
+
+from ..balance import node_key
+from ..config.store import ConfigStore
+from ..http.upstream import Node, Resolver, open_connection
+from ..shm.control import ControlBlock
+from ..shm.instance import InstanceSegments
+from ..shm.nodestats import HEALTH_NAMES, NodeStats
+from ..worker.runtime import build_nodes
+
+log = logging.getLogger("dakia.health")
+
+VERSION_POLL = 0.5
+_STATUS_LINE_LIMIT = 8192
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    path: str
+    interval: float
+    timeout: float
+    healthy_threshold: int
+    unhealthy_threshold: int
+    expected_statuses: frozenset[int]
+
+    @classmethod
+    def from_config(cls, check: dict[str, Any]) -> "CheckSpec":
+        return cls(check.get("path", "/"), float(check.get("interval", 5)),
+                   float(check.get("timeout", 2)), int(check.get("healthy_threshold", 2)),
+                   int(check.get("unhealthy_threshold", 3)),
+                   frozenset(int(s) for s in check.get("expected_statuses", [200])))
+
+
+class _ProbeTimeout(Exception):
+    """The probe's time is up (not an OSError: the resolver must not cache it as the
+    name's failure)."""
+
+
+def probe(node: Node, spec: CheckSpec, resolver: Resolver | None) -> tuple[bool, str]:
+    """One check of ``node``: (success, what was seen)."""
+    try:
+        with gevent.Timeout(spec.timeout, _ProbeTimeout):
+            sock = open_connection(node, spec.timeout, resolver)
+            try:
+                sock.settimeout(spec.timeout)
+                request = (b"GET %s HTTP/1.1\r\nhost: %s\r\nuser-agent: dakia-health-check\r\n"
+                           b"accept: */*\r\nconnection: close\r\n\r\n"
+                           % (spec.path.encode("latin-1"), node.host_header))
+                sock.sendall(request)
+                status = _read_status(sock)
+            finally:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+    except _ProbeTimeout:
+        return False, f"no status line within {spec.timeout:g}s"
+    except (OSError, ValueError) as exc:
+        return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if status in spec.expected_statuses:
+        return True, f"status {status}"
+    return False, f"status {status} (expected {', '.join(map(str, sorted(spec.expected_statuses)))})"
+
+
+def _read_status(sock: socket.socket) -> int:
+    """The status code of the response's status line (``HTTP/1.x NNN ...``)."""
+    data = b""
+    while b"\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ValueError("connection closed before a status line")
+        data += chunk
+        if len(data) > _STATUS_LINE_LIMIT:
+            raise ValueError("no status line")
+    parts = data.split(b"\n", 1)[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() \
+            or len(parts[1]) != 3:
+        raise ValueError(f"not an HTTP/1.x status line: {data[:60]!r}")
+    return int(parts[1])
+
+
+class _Target:
+    __slots__ = ("key", "node", "spec", "upstream", "index", "greenlet", "state")
+
+    def __init__(self, key: str, node: Node, spec: CheckSpec, upstream: str, index: int) -> None:
+        self.key = key
+        self.node = node
+        self.spec = spec
+        self.upstream = upstream
+        self.index = index
+        self.greenlet: gevent.Greenlet | None = None
+        self.state = -1
+
+
+class Checks:
+    """The probes of one config version at a time, publishing into ``stats``."""
+
+    def __init__(self, stats: NodeStats, resolver: Resolver | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stats = stats
+        self.resolver = resolver if resolver is not None else Resolver(spawn=gevent.spawn)
+        self.clock = clock
+        self.targets: dict[str, _Target] = {}
+
+    def apply(self, config: dict[str, Any]) -> int:
+        """Probe what ``config`` asks for from now on; returns how many nodes that is."""
+        wanted: dict[str, tuple[Node, CheckSpec, str]] = {}
+        for gateway in config["gateways"]:
+            for upstream in gateway["upstreams"]:
+                check = upstream.get("health_check")
+                if check is None:
+                    continue
+                spec = CheckSpec.from_config(check)
+                prefix = f"{gateway['name']}/{upstream['name']}"
+                for node in build_nodes(upstream):
+                    wanted[node_key(prefix, node)] = (node, spec, prefix)
+        for key in list(self.targets):
+            target = self.targets[key]
+            if key in wanted and wanted[key][1] == target.spec and \
+                    wanted[key][0].pool_key == target.node.pool_key:
+                target.node = wanted[key][0]      # same probe; newer TLS context, TTL
+                continue
+            if target.greenlet is not None:
+                target.greenlet.kill(block=False)
+            del self.targets[key]
+            if key not in wanted:
+                # Nobody will refresh this verdict any more: back to "unknown".
+                self.stats.reset_health(target.index)
+        for key, (node, spec, prefix) in wanted.items():
+            if key in self.targets:
+                continue
+            index = self.stats.index_for(key)
+            if index is None:
+                log.error("health check of %s skipped: the node table is full", key)
+                continue
+            target = _Target(key, node, spec, prefix, index)
+            target.greenlet = gevent.spawn(self._run, target)
+            self.targets[key] = target
+        return len(self.targets)
+
+    def stop(self, reset: bool = False) -> None:
+        for target in self.targets.values():
+            if target.greenlet is not None:
+                target.greenlet.kill(block=False)
+            if reset:
+                self.stats.reset_health(target.index)
+        self.targets.clear()
+
+    def _run(self, target: _Target) -> None:
+        # Spread the first probes of many nodes over the first interval.
+        gevent.sleep(random.uniform(0, min(target.spec.interval, 1.0)))
+        while True:
+            self.check_once(target)
+            gevent.sleep(target.spec.interval)
+
+    def check_once(self, target: _Target) -> int:
+        spec = target.spec
+        ok, seen = probe(target.node, spec, self.resolver)
+        state = self.stats.record_check(target.index, ok, spec.healthy_threshold,
+                                        spec.unhealthy_threshold, self.clock())
+        if state != target.state:
+            if target.state != -1 or state != 0:
+                level = logging.WARNING if HEALTH_NAMES[state] == "unhealthy" else logging.INFO
+                log.log(level, "upstream %s: node %s is %s (%s)", target.upstream,
+                        target.node.label, HEALTH_NAMES[state], seen)
+            target.state = state
+        elif not ok:
+            log.debug("upstream %s: node %s failed a check: %s", target.upstream,
+                      target.node.label, seen)
+        return state
+
+
+class HealthChecker:
+    """The process: follows published config versions, runs ``Checks``."""
+
+    def __init__(self, config: dict[str, Any], version: int,
+                 segments: InstanceSegments) -> None:
+        self.pid = os.getpid()
+        self.control = ControlBlock(segments.control)
+        self.store = ConfigStore(config["state_dir"])
+        self.checks = Checks(NodeStats(segments.nodes, pause=lambda: gevent.sleep(0)))
+        self.version = 0
+        self.stopped = False
+        self._load(version, config)
+
+    def serve(self) -> int:
+        gevent.signal_handler(signal.SIGTERM, self._stop)
+        gevent.signal_handler(signal.SIGINT, self._stop)
+        gevent.signal_handler(signal.SIGQUIT, self._stop)
+        log.info("health checker %d: checking %d node(s) (config v%d)", self.pid,
+                 len(self.checks.targets), self.version)
+        while not self.stopped:
+            published = self.control.config_version
+            if published > self.version:
+                try:
+                    config = self.store.read(published)
+                except (OSError, ValueError) as exc:
+                    log.error("health checker: cannot load config v%d, keeping v%d: %s",
+                              published, self.version, exc)
+                    self.version = published      # do not retry every turn
+                else:
+                    self._load(published, config)
+            if not self.checks.targets:
+                self.checks.stop(reset=True)
+                log.info("health checker %d: no health checks in config v%d; exiting",
+                         self.pid, self.version)
+                return 0
+            gevent.sleep(VERSION_POLL)
+        self.checks.stop()
+        return 0
+
+    def _load(self, version: int, config: dict[str, Any]) -> None:
+        try:
+            self.checks.apply(config)
+        except Exception as exc:  # noqa: BLE001 - keep checking what we had
+            log.error("health checker: cannot apply config v%d: %s", version, exc)
+        self.version = version
+
+    def _stop(self) -> None:
+        self.stopped = True

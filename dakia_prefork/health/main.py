@@ -1,0 +1,37 @@
+"""Health-checker entry point, called in the child right after the master forks it.
+
+Like a worker (``worker/main.py``): reset the master's signal handlers, monkey-patch with
+gevent first thing, and only then import the code that uses sockets.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any, NoReturn
+
+_MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
+                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTTIN,
+                   signal.SIGTTOU, signal.SIGWINCH)
+
+
+def run_health_checker(config: dict[str, Any], version: int, segments: Any) -> NoReturn:
+    """Check until told to stop, then ``os._exit``: never returns into the master's code."""
+    for sig in _MASTER_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    from gevent import monkey
+    monkey.patch_all()
+    code = 1
+    try:
+        from .checker import HealthChecker
+        code = HealthChecker(config, version, segments).serve()
+    except BaseException:  # noqa: BLE001 - never unwind into the master's loop
+        import traceback
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
