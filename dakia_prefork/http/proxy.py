@@ -42,11 +42,13 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import gevent
 
-from ..interceptors.respond import encode_response
+from ..interceptors.body import Body
+from ..interceptors.respond import response_parts
 from ..routing.hosts import normalise_host
 from . import wire
 from .events import CLOSED, END, ProtocolError, RequestHead, ResponseHead, Headers
@@ -268,20 +270,38 @@ class ClientConnection:
                 # closing with unread bytes does not reset the answer away.
                 self.linger = True
         if run is not None:
-            status, body, payload = self._local_payload(head, run, status, body, headers,
-                                                        keep_alive)
+            status, body, payload, chunks = self._local_payload(head, run, status, body,
+                                                                headers, keep_alive)
+            self._write_body(payload, chunks)
         else:
             payload = wire.simple_response(status, body, close=not keep_alive)
             if head.method == b"HEAD":
                 payload = payload[:len(payload) - len(body)]
-        self._write(payload)
+            self._write(payload)
         self.ctx.access(self.peer, head, request, status, len(body), started)
         return keep_alive
 
+    def _write_body(self, payload: bytes, chunks: Iterable[bytes]) -> None:
+        """Write a head and its body chunks: an in-memory body in the same write, a file
+        chunk by chunk (never held whole). A file that fails mid-body (it shrank) leaves
+        only one honest signal, since the head promised its length: closing."""
+        if isinstance(chunks, tuple):
+            self._write(payload + b"".join(chunks))
+            return
+        self._write(payload)
+        try:
+            for chunk in chunks:
+                self._write(chunk)
+        except OSError as exc:
+            log.error("client %s: body cut short: %s", self.peer or "unix socket", exc)
+            raise _ClientGone() from None
+
     @staticmethod
     def _local_payload(head: RequestHead, run: Run, status: int, body: bytes,
-                       headers: Headers | None, keep_alive: bool) -> tuple[int, bytes, bytes]:
-        """(status, body, bytes) of a gateway answer after ``pre_downstream_response``."""
+                       headers: Headers | None,
+                       keep_alive: bool) -> tuple[int, Body, bytes, Iterable[bytes]]:
+        """(status, body, head bytes, body chunks) of a gateway answer after
+        ``pre_downstream_response``."""
         response = run.local_response(status, body, headers)
         body = response.body or b""
         trailing: Headers = []
@@ -289,9 +309,10 @@ class ClientConnection:
             trailing.append((b"connection", b"close"))
         elif head.http_version == b"1.0":
             trailing.append((b"connection", b"keep-alive"))
-        payload = encode_response(response.status, response.reason, response.headers.raw,
-                                  body, head_only=head.method == b"HEAD", trailing=trailing)
-        return response.status, body, payload
+        payload, chunks = response_parts(response.status, response.reason,
+                                         response.headers.raw, body,
+                                         head_only=head.method == b"HEAD", trailing=trailing)
+        return response.status, body, payload, chunks
 
     def _discard_body(self) -> bool:
         """Read and drop a request body up to the discard limit; False if it was bigger."""
@@ -702,9 +723,10 @@ class ClientConnection:
             trailing.append((b"connection", b"close"))
         elif head.http_version == b"1.0":
             trailing.append((b"connection", b"keep-alive"))
-        out.append(encode_response(status, reason, headers, body,
-                                   head_only=head.method == b"HEAD", trailing=trailing))
-        self._write(b"".join(out))
+        payload, chunks = response_parts(status, reason, headers, body,
+                                         head_only=head.method == b"HEAD", trailing=trailing)
+        out.append(payload)
+        self._write_body(b"".join(out), chunks)
         if upstream_keep_alive and self._drain_upstream(conn, parser):
             self.ctx.pool.put_idle(conn, idle_timeout)
         else:

@@ -207,3 +207,33 @@ def test_check_reports_bad_use_file_configs(site, upstreams, gateways):
                  "gateways[0].interceptors[0].config.index: a file name, not a path",
                  "gateways[0].interceptors[0].config.path_regex.pattern: does not compile"):
         assert line in done.stderr, (line, done.stderr)
+
+
+def _peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_file_is_streamed_not_held_whole(engine, site, upstreams, gateways):
+    """A 48 MiB file goes out in chunks: the worker's peak memory barely moves."""
+    size = 48 * 1024 * 1024
+    block = os.urandom(1024 * 1024)
+    digest = hashlib.sha256()
+    with open(site / "huge.bin", "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+            digest.update(block)
+    up, gw = file_gateway(site, upstreams, gateways, engine)
+    [worker] = gw.workers()
+    before = _peak_rss_kib(worker["pid"])
+    received = hashlib.sha256()
+    with requests.get(gw.url + "/huge.bin", stream=True, timeout=60) as r:
+        assert r.status_code == 200 and r.headers["content-length"] == str(size)
+        for piece in r.iter_content(1 << 20):
+            received.update(piece)
+    assert received.digest() == digest.digest()
+    growth_mib = (_peak_rss_kib(worker["pid"]) - before) / 1024
+    assert growth_mib < 16, f"worker peak RSS grew by {growth_mib:.1f} MiB for a 48 MiB file"
