@@ -16,6 +16,7 @@ class LeastConnection(Balancer):
     """The usable node with the fewest requests in flight per unit of weight."""
 
     algorithm = "least_connection"
+    counts_in_flight = True
 
     def _select(self, key: str | None, usable: Usable, now: float) -> int | None:
         count = len(self.nodes)
@@ -42,6 +43,7 @@ class LeastResponseTime(Balancer):
 
     algorithm = "least_response_time"
     uses_latency = True
+    counts_in_flight = True
 
     def _select(self, key: str | None, usable: Usable, now: float) -> int | None:
         count = len(self.nodes)
@@ -68,6 +70,7 @@ class PowerOfTwoChoices(Balancer):
     """
 
     algorithm = "p2c"
+    counts_in_flight = True
 
     def _select(self, key: str | None, usable: Usable, now: float) -> int | None:
         candidates = [i for i in range(len(self.nodes)) if usable(i)]
