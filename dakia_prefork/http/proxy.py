@@ -391,7 +391,9 @@ class ClientConnection:
         if run is None:
             sent_head = head
         else:
-            reply = run.pre_upstream_request(node.label)
+            resolver = self.ctx.resolver
+            reply = run.pre_upstream_request(
+                node.label, lambda timeout: open_connection(node, timeout, resolver))
             if reply is not None:
                 return self._answer_early(head, reply.status, reply.body, started, request,
                                           run, reply.headers)

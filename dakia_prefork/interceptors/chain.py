@@ -13,6 +13,7 @@ its traceback.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any, Callable
 
 from ..http.events import Headers, RequestHead
@@ -86,8 +87,11 @@ class Run:
         return (self._request_side(_INIT) or self._request_side(_REQUEST_FILTER)
                 or self._request_side(_UPSTREAM_PROXY_FILTER))
 
-    def pre_upstream_request(self, node: str) -> Reply | None:
+    def pre_upstream_request(self, node: str,
+                             connect: Callable[[float], socket.socket] | None = None
+                             ) -> Reply | None:
         self.ctx.node = node
+        self.ctx.node_connect = connect
         return self._request_side(_PRE_UPSTREAM)
 
     def upstream_head(self, head: RequestHead) -> RequestHead:

@@ -14,6 +14,8 @@ request-side phase; the upstream is then not called.
 from __future__ import annotations
 
 import re
+import socket
+from collections.abc import Callable
 from typing import Any, Iterable
 from urllib.parse import quote, unquote_plus
 
@@ -162,12 +164,16 @@ class Context:
     - ``response``: the response, in the response-side phases.
     """
 
-    __slots__ = ("request", "route", "node", "consumer", "vars", "response", "_upstream")
+    __slots__ = ("request", "route", "node", "node_connect", "consumer", "vars", "response",
+                 "_upstream")
 
     def __init__(self, request: Request, route: str) -> None:
         self.request = request
         self.route = route
         self.node: str | None = None
+        # Opens a connection to the chosen node with its own settings (resolver, TLS); for
+        # interceptors that talk to the node themselves (try_file).
+        self.node_connect: Callable[[float], socket.socket] | None = None
         self.consumer: str | None = None
         self.vars: dict[str, Any] = {}
         self.response: Response | None = None

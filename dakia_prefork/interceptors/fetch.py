@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import h11
 
 from ..http.events import Headers
-from ..http.upstream import Address, connect
+from ..http.upstream import Address
 from ..http.wire import end_to_end
 
 SMALL_BODY = 65536
@@ -59,12 +59,13 @@ def address_of(label: str) -> Address:
     return ("tcp", host.removeprefix("[").removesuffix("]"), int(port))
 
 
-def fetch(address: Address, target: bytes, headers: Headers, timeout: float, max_size: int,
-          sink: Callable[[], Sink]) -> Fetched:
-    """GET ``target`` from ``address`` with ``headers`` (a Host among them)."""
+def fetch(open_socket: Callable[[float], socket.socket], target: bytes, headers: Headers,
+          timeout: float, max_size: int, sink: Callable[[], Sink]) -> Fetched:
+    """GET ``target`` with ``headers`` (a Host among them) on the connection that
+    ``open_socket(timeout)`` opens: the node's own (resolver, TLS) when the proxy gives it."""
     deadline = time.monotonic() + timeout
     try:
-        sock = connect(address, timeout)
+        sock = open_socket(timeout)
     except TimeoutError:
         raise FetchError(504, "connect timed out") from None
     except OSError as exc:

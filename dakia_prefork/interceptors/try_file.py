@@ -44,9 +44,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from typing import Any
 
+from ..http.upstream import connect
 from .base import Problems, register
 from .context import Context, Reply
 from .fetch import FetchError, address_of, fetch
@@ -129,7 +131,11 @@ class TryFile(FileInterceptor):
 
         upstream = ctx.upstream_request
         try:
-            fetched = fetch(address_of(ctx.node), upstream.head(ctx.request.head).target,
+            node, open_socket = ctx.node, ctx.node_connect
+            if open_socket is None:
+                def open_socket(timeout: float) -> socket.socket:
+                    return connect(address_of(node), timeout)
+            fetched = fetch(open_socket, upstream.head(ctx.request.head).target,
                             _fetch_headers(ctx), self.timeout, self.max_size, sink)
             if fetched.stored:
                 writer[0].commit()

@@ -142,3 +142,17 @@ def test_new_connections_resume_the_tls_session(pki, tls_upstreams, gateways):
         assert requests.get(gw.url + "/", timeout=10).text == "ok"
     assert up.connections == 3
     assert up.resumed == [False, True, True]
+
+
+def test_try_file_fetches_a_miss_over_the_nodes_tls(pki, tls_upstreams, gateways, tmp_path):
+    """try_file talks to the node itself: with the node's TLS settings, never in clear."""
+    up = tls_upstreams(pki, name="cached-secure")
+    cache = tmp_path / "cache"
+    gw = gateways([{"name": "app", "upstream_nodes": [tls_node(up.port, ca_file=pki.ca_file)]}],
+                  gateway={"interceptors": [{"name": "try_file",
+                                             "config": {"root": str(cache)}}]})
+    for _ in range(2):
+        r = requests.get(gw.url + "/page.txt", timeout=10)
+        assert (r.status_code, r.text) == (200, "cached-secure")
+    assert (cache / "page.txt").read_text() == "cached-secure"
+    assert [x.target for x in up.received] == ["/page.txt"]
