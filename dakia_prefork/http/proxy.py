@@ -269,6 +269,14 @@ class ClientConnection:
                 # Part of the body may still be coming: drain it while closing, so that
                 # closing with unread bytes does not reset the answer away.
                 self.linger = True
+        return self._send_answer(head, status, body, started, request, run, headers,
+                                 keep_alive)
+
+    def _send_answer(self, head: RequestHead, status: int, body: bytes, started: float,
+                     request: Request | None, run: Run | None, headers: Headers | None,
+                     keep_alive: bool) -> bool:
+        """Write the gateway's own answer (after ``pre_downstream_response`` when there are
+        interceptors) and log it; the request body, if any, is dealt with already."""
         if run is not None:
             status, body, payload, chunks = self._local_payload(head, run, status, body,
                                                                 headers, keep_alive)
@@ -696,17 +704,8 @@ class ClientConnection:
     def _answer_early_after_body(self, head: RequestHead, status: int, body: bytes,
                                  started: float, request: Request, run: Run | None) -> bool:
         """An error response once the request body has been consumed already."""
-        keep_alive = head.keep_alive and not self.ctx.draining
-        if run is not None:
-            status, body, payload = self._local_payload(head, run, status, body, None,
-                                                        keep_alive)
-        else:
-            payload = wire.simple_response(status, body, close=not keep_alive)
-            if head.method == b"HEAD":
-                payload = payload[:len(payload) - len(body)]
-        self._write(payload)
-        self.ctx.access(self.peer, head, request, status, len(body), started)
-        return keep_alive
+        return self._send_answer(head, status, body, started, request, run, None,
+                                 head.keep_alive and not self.ctx.draining)
 
     # -- a body replaced by an interceptor -----------------------------------------------
     def _relay_replaced(self, conn: UpstreamConnection, parser, head: RequestHead,

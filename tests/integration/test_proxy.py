@@ -343,3 +343,20 @@ def test_pooled_connection_closed_by_upstream_is_replaced(engine, upstreams, gat
         assert requests.get(gw.url + "/", timeout=5).status_code == 200
         time.sleep(0.2)       # let the upstream's close land while the connection is idle
     assert up.connections >= 5
+
+
+def test_upstream_failure_after_the_body_went_out_with_interceptors(engine, upstreams,
+                                                                    gateways):
+    """A POST whose body was sent, then a broken response: 502, through the interceptors'
+    response phase (the Server header), and the connection stays usable."""
+    def handler(request, sock):
+        return b"NOT HTTP\r\n\r\n"
+    up = upstreams(handler)
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)], "retries": 0}],
+                  engine=engine, gateway={"interceptors": [{"name": "server_version"}]})
+    with requests.Session() as session:
+        for _ in range(2):
+            r = session.post(gw.url + "/form", data=b"x" * 1000, timeout=5)
+            assert r.status_code == 502
+            assert r.headers["server"].startswith("dakia-prefork/")
+    assert up.received[-1].body_length == 1000
