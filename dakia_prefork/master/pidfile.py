@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from ..procs import alive
+
 
 class PidFileError(Exception):
     pass
@@ -23,22 +25,6 @@ def read(path: str) -> int | None:
     if pid <= 0 or not alive(pid):
         return None
     return pid
-
-
-def alive(pid: int) -> bool:
-    """True if ``pid`` runs; an exited process its parent has not reaped yet (a zombie)
-    counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (FileNotFoundError, IndexError):
-        return True
 
 
 def write(path: str, pid: int) -> None:

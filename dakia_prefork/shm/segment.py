@@ -15,6 +15,8 @@ import os
 
 import posix_ipc
 
+from ..procs import alive
+
 _SHM_DIR = "/dev/shm"
 
 
@@ -25,16 +27,6 @@ def state_tag(state_dir: str) -> str:
 
 def segment_name(state_dir: str, master_pid: int, role: str) -> str:
     return f"/dakia-{state_tag(state_dir)}-{master_pid}-{role}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_stale(state_dir: str) -> list[str]:
@@ -49,7 +41,7 @@ def sweep_stale(state_dir: str) -> list[str]:
         if not entry.startswith(prefix):
             continue
         pid_part = entry[len(prefix):].split("-", 1)[0]
-        if not pid_part.isdigit() or _pid_alive(int(pid_part)):
+        if not pid_part.isdigit() or alive(int(pid_part)):
             continue
         try:
             posix_ipc.unlink_shared_memory("/" + entry)
