@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import time
+from abc import ABC, abstractmethod
 from typing import Callable, ClassVar, Collection, Sequence
 
 from ..http.upstream import Node
@@ -55,7 +56,7 @@ class Rotation:
         return turn
 
 
-class Balancer:
+class Balancer(ABC):
     """Base class: subclasses implement ``_select``."""
 
     algorithm: ClassVar[str] = ""
@@ -147,8 +148,9 @@ class Balancer:
     def _prepare(self) -> None:
         """Precompute what ``_select`` needs from ``nodes`` and ``weights`` (once per version)."""
 
+    @abstractmethod
     def _select(self, key: str | None, usable: Usable, now: float) -> int | None:
-        raise NotImplementedError
+        """The index of the node to use among those ``usable`` says yes to, or None."""
 
     def _available(self, index: int, now: float) -> bool:
         """Not ejected (when passive health applies), not unhealthy (when checks run)."""
