@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import traceback
 from collections import Counter
 from typing import Callable
 
@@ -15,6 +14,7 @@ from dakia_prefork.http.upstream import Node
 from dakia_prefork.shm import CounterTable, Segment
 from dakia_prefork.shm.nodestats import NodeStats
 from dakia_prefork.shm.segment import segment_name
+from children import fork, kill, wait_ok
 
 RECORDS = 8
 
@@ -41,48 +41,6 @@ def worker_balancer(shared, algorithm: str, record: int, weights=(1, 1, 1), **kw
     nodes = [Node(("tcp", f"10.0.0.{i + 1}", 8080), w) for i, w in enumerate(weights)]
     return make_balancer(algorithm, "gw/app", nodes, CounterTable(counters_seg),
                          NodeStats(nodes_seg, record=record), **kwargs)
-
-
-_SPAWNED: list[int] = []
-
-
-@pytest.fixture(autouse=True)
-def no_child_survives():
-    """A failing test must not leave a child waiting in ``signal.pause``."""
-    yield
-    while _SPAWNED:
-        kill(_SPAWNED[-1])
-
-
-def fork(body: Callable[[], None]) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            body()
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    _SPAWNED.append(pid)
-    return pid
-
-
-def reap(pid: int) -> int:
-    """Wait for child ``pid``; returns its exit code."""
-    _, status = os.waitpid(pid, 0)
-    _SPAWNED.remove(pid)
-    return os.waitstatus_to_exitcode(status)
-
-
-def kill(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    reap(pid)
-
-
-def wait_ok(pid: int) -> None:
-    assert reap(pid) == 0
 
 
 def hold(fd: int) -> None:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import traceback
-from typing import Callable
 
 import pytest
 
@@ -12,6 +10,7 @@ from dakia_prefork.shm import RangeLock, Segment
 from dakia_prefork.shm.nodestats import (EWMA_ALPHA, EWMA_HALF_LIFE, HEALTHY, UNHEALTHY,
                                          NodeStats)
 from dakia_prefork.shm.segment import segment_name
+from children import fork, kill, wait_ok
 
 RECORDS = 8
 
@@ -24,48 +23,6 @@ def segment(tmp_path):
     yield seg
     seg.unlink()
     seg.close()
-
-
-_SPAWNED: list[int] = []
-
-
-@pytest.fixture(autouse=True)
-def no_child_survives():
-    """A failing test must not leave a child waiting in ``signal.pause``."""
-    yield
-    while _SPAWNED:
-        kill(_SPAWNED[-1])
-
-
-def fork(body: Callable[[], None]) -> int:
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            body()
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    _SPAWNED.append(pid)
-    return pid
-
-
-def reap(pid: int) -> int:
-    """Wait for child ``pid``; returns its exit code."""
-    _, status = os.waitpid(pid, 0)
-    _SPAWNED.remove(pid)
-    return os.waitstatus_to_exitcode(status)
-
-
-def kill(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    reap(pid)
-
-
-def wait_ok(pid: int) -> None:
-    assert reap(pid) == 0
 
 
 def test_in_flight_counts_sum_over_the_records_of_every_process(segment):
