@@ -50,9 +50,9 @@ import gevent
 from ..interceptors.body import Body
 from ..interceptors.respond import response_parts
 from ..routing.hosts import normalise_host
-from . import wire
+from ..message import wire
 from .events import CLOSED, END, ProtocolError, RequestHead, ResponseHead, Headers
-from .request import Request
+from ..message.request import Request
 from .upstream import Node, UpstreamConnection, open_connection
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ import logging
 import socket
 from typing import Any, Callable
 
-from ..http.events import Headers, RequestHead
-from ..http.request import Request
+from ..message.heads import Headers, RequestHead
+from ..message.request import Request
 from ..plugins import loader as plugins
 from .base import PHASES, Hook, Interceptor, hooks_of, problems_of
 from .body import Body, FileBody

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any, Iterable
 from urllib.parse import quote, unquote_plus
 
-from ..http.events import Headers, RequestHead
-from ..http.request import Request
+from ..message.heads import Headers, RequestHead
+from ..message.request import Request
 from .body import Body, FileBody
 from .headers import HeaderList, HeaderValue, header_name, header_value
 

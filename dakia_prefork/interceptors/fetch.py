@@ -21,9 +21,9 @@ from typing import Callable, Protocol
 
 import h11
 
-from ..http.events import Headers
+from ..message.heads import Headers
 from ..http.upstream import Address
-from ..http.wire import end_to_end
+from ..message.wire import end_to_end
 
 SMALL_BODY = 65536
 _MAX_HEAD = 65536

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 
-from ..http.request import Request
+from ..message.request import Request
 from .body import FileBody
 from .context import Reply
 from .fileroot import Opened

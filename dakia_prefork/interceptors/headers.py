@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterator
 from typing import Union
 
-from ..http.events import Headers
-from ..http.wire import HOP_BY_HOP
+from ..message.heads import Headers
+from ..message.wire import HOP_BY_HOP
 
 HeaderValue = Union[str, bytes, int, bool]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..http import wire
-from ..http.events import Headers
+from ..message import wire
+from ..message.heads import Headers
 from .body import Body, FileBody
 
 _NO_BODY_STATUSES = (204, 304)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..http.wire import REASONS
+from ..message.wire import REASONS
 from ..interceptors.context import Context, Reply
 
 log = logging.getLogger("dakia.plugins")

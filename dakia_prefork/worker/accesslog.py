@@ -10,7 +10,7 @@ import json
 import os
 import time
 
-from ..http.events import RequestHead
+from ..message.heads import RequestHead
 
 _FLUSH_AT = 65536
 

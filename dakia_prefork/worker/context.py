@@ -5,8 +5,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..http.events import RequestHead
-from ..http.request import Request
+from ..message.heads import RequestHead
+from ..message.request import Request
 from ..http.upstream import Resolver, UpstreamPool
 from .accesslog import AccessLog
 from .runtime import Runtime

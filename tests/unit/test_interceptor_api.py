@@ -7,7 +7,7 @@ import h11
 import pytest
 
 from dakia_prefork.http.events import RequestHead
-from dakia_prefork.http.request import Request
+from dakia_prefork.message.request import Request
 from dakia_prefork.interceptors import (REGISTRY, Chain, Context, Interceptor,
                                         InterceptorError, Reply, build_chain)
 from dakia_prefork.interceptors.base import PHASES, hooks_of

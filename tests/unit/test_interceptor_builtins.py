@@ -16,7 +16,7 @@ from dakia_prefork.interceptors.ip_restriction import client_address, in_any, pa
 from dakia_prefork.interceptors.passwords import make_hash
 from dakia_prefork.interceptors.pathrewrite import PathTemplate, strip_prefix
 from dakia_prefork.http.events import RequestHead
-from dakia_prefork.http.request import Request
+from dakia_prefork.message.request import Request
 
 
 def make_request(method: str = "GET", target: str = "/", headers: dict[str, str] | None = None,

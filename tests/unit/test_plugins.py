@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 
 from dakia_prefork.http.events import RequestHead
-from dakia_prefork.http.request import Request
+from dakia_prefork.message.request import Request
 from dakia_prefork.interceptors import Context, Interceptor
 from dakia_prefork.interceptors.headers import HeaderList
 from dakia_prefork.interceptors.context import Response

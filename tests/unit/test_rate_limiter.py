@@ -13,7 +13,7 @@ import yaml
 from dakia_prefork.config.errors import ConfigError
 from dakia_prefork.config.validate import validate
 from dakia_prefork.http.events import RequestHead
-from dakia_prefork.http.request import Request
+from dakia_prefork.message.request import Request
 from dakia_prefork.interceptors import Chain, build_chain
 from dakia_prefork.interceptors.ratelimit_redis import bucket_key, redact
 from dakia_prefork.interceptors.resources import Resources

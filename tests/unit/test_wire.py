@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import h11
 
-from dakia_prefork.http import wire
+from dakia_prefork.message import wire
 
 
 def _server_parse(data: bytes) -> list:

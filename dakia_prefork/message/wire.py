@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from .events import Headers
+from .heads import Headers
 
 # RFC 9110 7.6.1 plus the legacy ones every proxy strips. Content-Length is here because the
 # proxy writes the framing of each side itself.

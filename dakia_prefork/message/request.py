@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from .events import RequestHead
+from .heads import RequestHead
 
 
 class Request:
