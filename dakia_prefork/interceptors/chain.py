@@ -30,6 +30,8 @@ log = logging.getLogger("dakia.interceptors")
 
 Filter = Callable[[Request], bool]
 Active = tuple[tuple[str, tuple[Hook | None, ...]], ...]
+PhaseHooks = tuple[tuple[tuple[str, Hook], ...], ...]
+"""For each phase, the (interceptor name, hook) pairs that run in it, in config order."""
 
 _INIT, _REQUEST_FILTER, _UPSTREAM_PROXY_FILTER, _PRE_UPSTREAM, _POST_UPSTREAM, \
     _PRE_DOWNSTREAM = range(len(PHASES))
@@ -46,53 +48,70 @@ class InterceptorError(Exception):
         self.errors = errors
 
 
+def phase_hooks(active: Active) -> PhaseHooks:
+    """The hooks of ``active`` grouped by phase: a phase no interceptor hooks is an empty
+    tuple, so running it costs one loop over nothing."""
+    return tuple(tuple((name, hooks[phase]) for name, hooks in active
+                       if hooks[phase] is not None)  # type: ignore[misc]
+                 for phase in range(len(PHASES)))
+
+
 class Run:
     """One request through the chain: the context and the hooks that apply to it."""
 
-    __slots__ = ("ctx", "_active")
+    __slots__ = ("ctx", "_phases", "wants_upstream_response")
 
-    def __init__(self, ctx: Context, active: Active) -> None:
+    def __init__(self, ctx: Context, phases: PhaseHooks) -> None:
         self.ctx = ctx
-        self._active = active
+        self._phases = phases
+        # Whether an upstream response head must go through the chain at all: without
+        # response-side hooks the proxy forwards it as if there were no interceptors.
+        self.wants_upstream_response = bool(phases[_POST_UPSTREAM] or phases[_PRE_DOWNSTREAM])
 
     def _request_side(self, phase: int) -> Reply | None:
         ctx = self.ctx
-        for name, hooks in self._active:
-            hook = hooks[phase]
-            if hook is not None:
-                try:
-                    reply = hook(ctx)
-                except Exception:  # noqa: BLE001 - any failure answers 500, see module doc
-                    log.exception("interceptor %s failed in %s", name, PHASES[phase])
-                    return Reply(500, _FAILED_BODY)
-                if reply is not None:
-                    return reply
+        for name, hook in self._phases[phase]:
+            try:
+                reply = hook(ctx)
+            except Exception:  # noqa: BLE001 - any failure answers 500, see module doc
+                log.exception("interceptor %s failed in %s", name, PHASES[phase])
+                return Reply(500, _FAILED_BODY)
+            if reply is not None:
+                return reply  # type: ignore[no-any-return]
         return None
 
     def _response_side(self, phase: int) -> bool:
         """Run a response-side phase; False if a hook failed."""
         ctx = self.ctx
-        for name, hooks in self._active:
-            hook = hooks[phase]
-            if hook is not None:
-                try:
-                    hook(ctx)
-                except Exception:  # noqa: BLE001
-                    log.exception("interceptor %s failed in %s", name, PHASES[phase])
-                    return False
+        for name, hook in self._phases[phase]:
+            try:
+                hook(ctx)
+            except Exception:  # noqa: BLE001
+                log.exception("interceptor %s failed in %s", name, PHASES[phase])
+                return False
         return True
 
     def request_phases(self) -> Reply | None:
         """``init``, ``request_filter`` and ``upstream_proxy_filter``; a Reply answers."""
-        return (self._request_side(_INIT) or self._request_side(_REQUEST_FILTER)
-                or self._request_side(_UPSTREAM_PROXY_FILTER))
+        phases = self._phases
+        if phases[_INIT]:
+            reply = self._request_side(_INIT)
+            if reply is not None:
+                return reply
+        if phases[_REQUEST_FILTER]:
+            reply = self._request_side(_REQUEST_FILTER)
+            if reply is not None:
+                return reply
+        if phases[_UPSTREAM_PROXY_FILTER]:
+            return self._request_side(_UPSTREAM_PROXY_FILTER)
+        return None
 
     def pre_upstream_request(self, node: str,
                              connect: Callable[[float], socket.socket] | None = None
                              ) -> Reply | None:
         self.ctx.node = node
         self.ctx.node_connect = connect
-        return self._request_side(_PRE_UPSTREAM)
+        return self._request_side(_PRE_UPSTREAM) if self._phases[_PRE_UPSTREAM] else None
 
     def upstream_head(self, head: RequestHead) -> RequestHead:
         """The head to send upstream: the client's, or the one interceptors changed."""
@@ -142,18 +161,19 @@ class Chain:
     def __init__(self, entries: list[tuple[Filter | None, Interceptor]]) -> None:
         self._entries = tuple((applies, (interceptor.name, hooks_of(interceptor)))
                               for applies, interceptor in entries)
-        # With no filter anywhere, every request gets the same hooks: no per-request work.
-        self._unfiltered: Active | None = (
-            tuple(hooks for _, hooks in self._entries)
+        # With no filter anywhere, every request gets the same hooks, grouped by phase
+        # once per config version: no per-request work but the calls themselves.
+        self._unfiltered: PhaseHooks | None = (
+            phase_hooks(tuple(hooks for _, hooks in self._entries))
             if all(applies is None for applies, _ in self._entries) else None)
 
     def start(self, request: Request, route: str) -> Run:
         """A Run for ``request``, routed to ``route``; each filter is evaluated once."""
-        active = self._unfiltered
-        if active is None:
-            active = tuple(hooks for applies, hooks in self._entries
-                           if applies is None or applies(request))
-        return Run(Context(request, route), active)
+        phases = self._unfiltered
+        if phases is None:
+            phases = phase_hooks(tuple(hooks for applies, hooks in self._entries
+                                       if applies is None or applies(request)))
+        return Run(Context(request, route), phases)
 
 
 def build_chain(gateway: dict[str, Any], filters: dict[str, Filter],

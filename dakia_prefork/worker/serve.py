@@ -18,7 +18,7 @@ import gevent.pool
 
 from ..config.store import ConfigStore
 from ..http.engines import select_engine
-from ..http.proxy import ClientConnection
+from ..http.connection import DownstreamConnection
 from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
 from ..logs import reopen_logs
@@ -77,7 +77,7 @@ class Worker:
                                  config.get("access_log_format", "combined")),
             # Host names of upstream nodes, cached for the worker's life (across reloads).
             resolver=Resolver(spawn=gevent.spawn))
-        self.connections: set[ClientConnection] = set()
+        self.connections: set[DownstreamConnection] = set()
         self.pool = gevent.pool.Pool(self.ctx.limits.max_connections)
         self.stopped = gevent.event.Event()
         self.code = 0
@@ -129,7 +129,7 @@ class Worker:
         # response and leaves on its own. Only connections seen idle (no new request) for
         # _DRAIN_IDLE_CLOSE are closed here: closing one the instant its response went out
         # would race the client's next request, which is already on the wire.
-        idle_seen: dict[ClientConnection, tuple[int, float]] = {}
+        idle_seen: dict[DownstreamConnection, tuple[int, float]] = {}
         while self.connections and time.monotonic() < deadline:
             now = time.monotonic()
             for conn in list(self.connections):
@@ -172,7 +172,7 @@ class Worker:
             spawn(self._serve_connection, sock, peer_address(addr), info)
 
     def _serve_connection(self, sock: socket.socket, peer: str, info: ListenerInfo) -> None:
-        conn = ClientConnection(self.ctx, sock, peer, info)
+        conn = DownstreamConnection(self.ctx, sock, peer, info)
         self.connections.add(conn)
         try:
             conn.run()

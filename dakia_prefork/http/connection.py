@@ -1,0 +1,149 @@
+"""One client connection: read requests, hand each to an ``Exchange``, answer in order.
+
+Theory of operation
+-------------------
+A ``DownstreamConnection`` runs in its own greenlet and handles the requests of one client
+connection strictly one after the other: a pipelined request is not even parsed until the
+previous response has been written, so responses go out in request order by construction.
+The loop here owns what lasts across requests (the stream, the parser, the count of
+requests, whether the connection is idle); everything about one request lives in its
+``Exchange`` (exchange.py).
+
+Timeouts are the client's limits of the config version the request runs under, read once
+per request (``self.limits``), so a reload reaches connections that are already open: the
+header timeout while a head arrives, the keep-alive timeout between requests, the body
+timeout inside a body, the send timeout for every write. The socket's timeout is only set
+when it changes, which on a keep-alive connection is twice per request at most.
+
+Errors before a response head has gone out become a short error response (400, 404, 413,
+502, 504); after that the only honest signal left is to close the connection (``ClientGone``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..message import wire
+from ..message.heads import CLOSED, END, ProtocolError, RequestEvent, RequestHead
+from .errors import ClientGone
+from .exchange import Exchange
+from .streams import Stream, send_all
+
+if TYPE_CHECKING:
+    from ..worker.context import Limits, ListenerInfo, WorkerContext
+
+log = logging.getLogger("dakia.proxy")
+
+RECV_SIZE = 65536
+# A body this small is read and dropped after an early answer, so the connection stays
+# usable; a bigger one makes us close instead of reading what nobody wants.
+DISCARD_LIMIT = 65536
+
+
+class DownstreamConnection:
+    __slots__ = ("ctx", "sock", "peer", "peer_bytes", "listener", "parser", "limits",
+                 "requests", "idle", "linger", "_eof", "_timeout")
+
+    def __init__(self, ctx: WorkerContext, sock: Stream, peer: str,
+                 listener: ListenerInfo) -> None:
+        self.ctx = ctx
+        self.sock = sock
+        self.peer = peer                 # the client's IP, "" for a unix socket
+        self.peer_bytes = peer.encode("latin-1")
+        self.listener = listener
+        self.limits: Limits = ctx.limits
+        self.parser = ctx.engine.request_parser(self.limits.max_header_bytes)
+        self.requests = 0
+        self.idle = False       # waiting for the next request with nothing of it received
+        self.linger = False     # answered an error: drain what the client still sends
+        self._eof = False
+        self._timeout: float | None = -1.0   # what the socket's timeout is set to
+
+    def run(self) -> None:
+        ctx = self.ctx
+        while True:
+            self.limits = limits = ctx.limits
+            self.idle = self.requests > 0
+            try:
+                event = self.next_event(limits.keepalive_timeout if self.requests
+                                        else limits.client_header_timeout)
+                if event is END:
+                    # The end of a body-less request answered before: body readers consume
+                    # their own END, so only these reach the connection loop.
+                    event = self.next_event(limits.keepalive_timeout)
+            except ProtocolError as exc:
+                self.send_error(exc.status, str(exc))
+                return
+            except ClientGone:
+                return
+            if event is CLOSED or not isinstance(event, RequestHead):
+                return
+            self.requests += 1
+            try:
+                keep_alive = Exchange(self, event).run()
+            except ClientGone:
+                return
+            except ProtocolError as exc:
+                # The request body broke its framing. Every path that reads a body does so
+                # before writing a response head, so the client can still get the error.
+                self.send_error(exc.status, str(exc))
+                return
+            if not keep_alive:
+                # Not `or ctx.draining`: a response that went out without Connection: close
+                # promised the client this connection. Its next request gets the close;
+                # closing now would race that request, already on its way.
+                return
+
+    def next_event(self, timeout: float) -> RequestEvent:
+        """The next request-side event, reading from the socket as needed."""
+        parser = self.parser
+        event = parser.next_event()
+        while event is None:
+            if self._eof:
+                raise ClientGone()
+            try:
+                if timeout != self._timeout:
+                    self.sock.settimeout(timeout)
+                    self._timeout = timeout
+                data = self.sock.recv(RECV_SIZE)
+            except OSError:       # includes timeouts and resets
+                raise ClientGone() from None
+            self.idle = False
+            if not data:
+                self._eof = True
+            parser.feed(data)
+            event = parser.next_event()
+        return event
+
+    def write(self, data: bytes) -> None:
+        timeout = self.limits.send_timeout
+        try:
+            if timeout != self._timeout:
+                self.sock.settimeout(timeout)
+                self._timeout = timeout
+            send_all(self.sock, data)
+        except OSError:
+            raise ClientGone() from None
+
+    def send_error(self, status: int, message: str) -> None:
+        """Answer a broken request and mark the connection for closing."""
+        body = b"%d %s\n" % (status, wire.REASONS.get(status, b"Error"))
+        log.info("client %s: %d %s", self.peer, status, message)
+        self.linger = True
+        try:
+            self.write(wire.simple_response(status, body, close=True))
+        except ClientGone:
+            pass
+
+    def discard_body(self) -> bool:
+        """Read and drop a request body up to the discard limit; False if it was bigger."""
+        seen = 0
+        timeout = self.limits.client_body_timeout
+        while True:
+            event = self.next_event(timeout)
+            if event is END:
+                return True
+            if isinstance(event, bytes):
+                seen += len(event)
+                if seen > DISCARD_LIMIT:
+                    return False

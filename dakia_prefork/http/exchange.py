@@ -1,0 +1,508 @@
+"""One request on its way through the gateway: route it, run its interceptors, proxy it.
+
+Theory of operation
+-------------------
+An ``Exchange`` is made by the connection loop for each request head and holds everything
+about that request: the head, the routed ``Request``, the interceptor ``Run``, the upstream,
+the node of the current attempt, the body as it streams, the status and the byte count of
+the response. It reads the config version (``Runtime``) once, so a reload swapped in
+mid-flight never changes the rules under it.
+
+1. The Host is matched against the gateway's downstreams (400 for an invalid one, 404 for
+   an unknown one), then the routers pick an upstream (404 if none); the request-side
+   phases of the interceptors run and may answer on their own.
+2. A node is chosen (the upstream's balancer: shared-memory state, health),
+   ``pre_upstream_request`` runs, and a connection is taken from the worker's pool or
+   opened (client.py).
+3. The request head is written with hop-by-hop headers removed and X-Forwarded-* and Via
+   set (forwarding.py); the body follows chunk by chunk as it arrives, re-framed (a
+   chunked body is re-chunked, a Content-Length one forwarded as it is), and the first
+   64 KiB are kept so that a failed attempt can be retried on another node.
+4. The response is read with the engine's parser as it arrives; ``post_upstream_response``
+   and ``pre_downstream_response`` see its head; it streams back re-framed for the client
+   (Content-Length kept, chunked or close-delimited bodies chunked for HTTP/1.1 clients,
+   close-delimited for HTTP/1.0 ones), unless an interceptor replaced the body.
+
+Writes to the client are coalesced: every event the parser can produce from one ``recv`` is
+serialised into one buffer and written with one ``send``, so a small response costs one
+write however many events it parses into, and a large one streams with bounded memory.
+
+Retries: a connect failure may go to another node whatever the method; after any of the
+request reached a node, only an idempotent method whose body is still all here. A pooled
+connection found closed is replaced once by a fresh one without counting as a retry.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ..interceptors.body import Body
+from ..interceptors.respond import response_parts
+from ..message import wire
+from ..message.heads import END, Headers, ProtocolError, RequestHead, ResponseHead
+from ..message.request import Request
+from ..routing.hosts import normalise_host
+from . import client, forwarding
+from .errors import ClientGone, StaleConnection, UpstreamBroke, UpstreamFailed
+from .upstream import Node, UpstreamConnection, open_connection
+
+if TYPE_CHECKING:
+    from ..interceptors import Run
+    from ..worker.runtime import UpstreamRuntime
+    from .connection import DownstreamConnection
+
+log = logging.getLogger("dakia.proxy")
+
+# A body this small is read and dropped after an early answer; see connection.py.
+_DISCARD_LIMIT = 65536
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CHUNKED_TAIL = (b"transfer-encoding", b"chunked")
+_VIA_TAIL = (b"via", forwarding.VIA)
+_CLOSE_TAIL = (b"connection", b"close")
+_KEEP_ALIVE_TAIL = (b"connection", b"keep-alive")
+_NO_NODE = b"503 Service Unavailable: no upstream node is available\n"
+_BAD_HOST = b"400 Bad Request: invalid Host header\n"
+_NO_HOST = b"404 Not Found: no such host\n"
+_NO_ROUTE = b"404 Not Found: no route\n"
+_TIMED_OUT = b"504 Gateway Timeout: the upstream did not answer in time\n"
+
+# A request body up to this size is kept while it streams upstream, so that the request
+# can be retried on another node after it went out (idempotent methods only).
+RETRY_BODY_LIMIT = 65536
+# Methods whose request may be sent twice (RFC 9110 9.2.2): a retry after the request
+# went out is only for these.
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"))
+
+
+class RequestBody:
+    """A request body as it streams upstream, kept up to ``RETRY_BODY_LIMIT`` bytes so that
+    a retry can send it again (and go on reading the client's rest, if any)."""
+
+    __slots__ = ("chunks", "size", "complete", "kept", "continued")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False      # the client's END was read
+        self.kept = True           # every byte read so far is in ``chunks``
+        self.continued = False     # "100 Continue" went to the client
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.kept:
+            if self.size <= RETRY_BODY_LIMIT:
+                self.chunks.append(data)
+            else:
+                self.kept = False
+                self.chunks = []
+
+
+def _host_of(head: RequestHead) -> bytes:
+    for name, value in head.headers:
+        if name == b"host":
+            return value
+    return b""
+
+
+class Exchange:
+    __slots__ = ("conn", "ctx", "head", "started", "request", "run_", "head_at")
+
+    def __init__(self, conn: DownstreamConnection, head: RequestHead) -> None:
+        self.conn = conn
+        self.ctx = conn.ctx
+        self.head = head
+        self.started = time.monotonic()
+        self.request: Request | None = None
+        self.run_: Run | None = None        # the interceptors' run, when there are any
+        self.head_at = 0.0                  # when the current attempt's response head came
+
+    # -- routing -------------------------------------------------------------------------
+    def run(self) -> bool:
+        """Answer the request; return whether the connection may serve another."""
+        head = self.head
+        conn = self.conn
+        gateway = self.ctx.runtime.gateways[conn.listener.gateway]
+        raw_host = _host_of(head)
+        host = normalise_host(raw_host.decode("latin-1")) if raw_host else ""
+        if host is None:
+            return self.answer_early(400, _BAD_HOST)
+        if gateway.hosts.match(host) is None:
+            return self.answer_early(404, _NO_HOST)
+        request = self.request = Request(head, host, conn.listener.scheme, conn.peer)
+        upstream_name = gateway.router.route(request)
+        if upstream_name is None:
+            return self.answer_early(404, _NO_ROUTE)
+        chain = gateway.interceptors
+        if chain is not None:
+            run = self.run_ = chain.start(request, upstream_name)
+            reply = run.request_phases()
+            if reply is not None:
+                return self.answer_early(reply.status, reply.body, reply.headers)
+        return self.proxy(gateway.upstreams[upstream_name])
+
+    # -- the gateway's own answers -------------------------------------------------------
+    def answer_early(self, status: int, body: Body, headers: Headers | None = None) -> bool:
+        """Answer without the upstream, consuming a small body so the connection survives."""
+        head = self.head
+        keep_alive = head.keep_alive and not self.ctx.draining
+        if head.content_length or head.chunked:
+            if head.expect_continue:
+                keep_alive = False       # the client may or may not send the body now
+            elif keep_alive:
+                keep_alive = self.conn.discard_body()
+            if not keep_alive:
+                # Part of the body may still be coming: drain it while closing, so that
+                # closing with unread bytes does not reset the answer away.
+                self.conn.linger = True
+        return self.send_answer(status, body, headers, keep_alive)
+
+    def send_answer(self, status: int, body: Body, headers: Headers | None,
+                    keep_alive: bool) -> bool:
+        """Write the gateway's own answer (after ``pre_downstream_response`` when there are
+        interceptors) and log it; the request body, if any, is dealt with already."""
+        head = self.head
+        run = self.run_
+        if run is not None:
+            status, body, payload, chunks = self._local_payload(run, status, body, headers,
+                                                                keep_alive)
+            self.write_body(payload, chunks)
+        else:
+            assert isinstance(body, bytes)
+            payload = wire.simple_response(status, body, close=not keep_alive, extra=headers)
+            if head.method == b"HEAD":
+                payload = payload[:len(payload) - len(body)]
+            self.conn.write(payload)
+        self.ctx.access(self.conn.peer, head, self.request, status, len(body), self.started)
+        return keep_alive
+
+    def write_body(self, payload: bytes, chunks: Iterable[bytes]) -> None:
+        """Write a head and its body chunks: an in-memory body in the same write, a file
+        chunk by chunk (never held whole). A file that fails mid-body (it shrank) leaves
+        only one honest signal, since the head promised its length: closing."""
+        write = self.conn.write
+        if isinstance(chunks, tuple):
+            write(payload + b"".join(chunks))
+            return
+        write(payload)
+        try:
+            for chunk in chunks:
+                write(chunk)
+        except OSError as exc:
+            log.error("client %s: body cut short: %s", self.conn.peer or "unix socket", exc)
+            raise ClientGone() from None
+
+    def _local_payload(self, run: Run, status: int, body: Body, headers: Headers | None,
+                       keep_alive: bool) -> tuple[int, Body, bytes, Iterable[bytes]]:
+        """(status, body, head bytes, body chunks) of a gateway answer after
+        ``pre_downstream_response``."""
+        head = self.head
+        response = run.local_response(status, body, headers)
+        body = response.body or b""
+        trailing: Headers = []
+        if not keep_alive:
+            trailing.append(_CLOSE_TAIL)
+        elif head.http_version == b"1.0":
+            trailing.append(_KEEP_ALIVE_TAIL)
+        payload, chunks = response_parts(response.status, response.reason,
+                                         response.headers.raw, body,
+                                         head_only=head.method == b"HEAD", trailing=trailing)
+        return response.status, body, payload, chunks
+
+    # -- proxying ------------------------------------------------------------------------
+    def proxy(self, upstream: UpstreamRuntime) -> bool:
+        """Pick a node and exchange with it; on a failure, retry on another node when
+        ``retries`` allows and the request can be sent again."""
+        head = self.head
+        request = self.request
+        assert request is not None
+        balancer = upstream.balancer
+        kind = upstream.key_kind
+        key = None if kind is None else request.path if kind == "url" else (self.conn.peer
+                                                                             or None)
+        node = balancer.pick(key)
+        if node is None:
+            log.error("%s %s: upstream %s: no usable node", head.method.decode("latin-1"),
+                      request.path, upstream.name)
+            return self.answer_early(503, _NO_NODE)
+        run = self.run_
+        if run is None:
+            sent_head = head
+        else:
+            resolver = self.ctx.resolver
+            chosen = node
+            reply = run.pre_upstream_request(
+                node.label, lambda timeout: open_connection(chosen, timeout, resolver))
+            if reply is not None:
+                return self.answer_early(reply.status, reply.body, reply.headers)
+            sent_head = run.upstream_head(head)
+        conn = self.conn
+        scheme = conn.listener.scheme_bytes
+        upstream_head = forwarding.upstream_head(sent_head, head, conn.peer_bytes, scheme,
+                                                 node.host_header)
+        body = RequestBody() if head.chunked or head.content_length else None
+        retries = upstream.retries
+        tried: list[Node] = []
+        while True:
+            try:
+                return self.attempt(upstream, node, upstream_head, body)
+            except UpstreamFailed as exc:
+                log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
+                          request.path, upstream.name, node.label, exc)
+                if retries > 0 and self._may_retry(exc, body):
+                    tried.append(node)
+                    following = balancer.pick(key, exclude=tried)
+                    if following is not None:
+                        retries -= 1
+                        log.info("%s %s: upstream %s: retrying on %s",
+                                 head.method.decode("latin-1"), request.path, upstream.name,
+                                 following.label)
+                        node = following
+                        upstream_head = forwarding.upstream_head(
+                            sent_head, head, conn.peer_bytes, scheme, node.host_header)
+                        continue
+                if exc.status == 502:
+                    text = b"502 Bad Gateway: " + exc.client_message + b"\n"
+                else:
+                    text = _TIMED_OUT
+                if body is not None and body.complete:
+                    return self.send_answer(exc.status, text, None,
+                                            head.keep_alive and not self.ctx.draining)
+                return self.answer_early(exc.status, text)
+
+    def _may_retry(self, exc: UpstreamFailed, body: RequestBody | None) -> bool:
+        """Whether the request can go to another node after ``exc``: always when nothing
+        reached the node; else only an idempotent method whose body is all still here."""
+        if body is not None and not body.kept:
+            return False
+        return not exc.sent or self.head.method in IDEMPOTENT
+
+    def attempt(self, upstream: UpstreamRuntime, node: Node, upstream_head: bytes,
+                body: RequestBody | None) -> bool:
+        """One attempt on ``node``, counted by the balancer (in flight, latency, failures)."""
+        balancer = upstream.balancer
+        balancer.begin(node)
+        self.head_at = 0.0
+        sent_at = 0.0
+        ok: bool | None = None
+        uconn: UpstreamConnection | None = None
+        pool = self.ctx.pool
+        try:
+            fresh = False
+            while True:
+                uconn = None if fresh else pool.take_idle(node.pool_key, upstream.idle_timeout)
+                reused = uconn is not None
+                if uconn is None:
+                    uconn = client.open_upstream(node, upstream.connect_timeout,
+                                                 self.ctx.resolver)
+                # Only a request with no body can be replayed on a stale connection: its
+                # body is read from the client as it is sent.
+                replayable = reused and body is None
+                try:
+                    self._send_request(uconn, upstream, upstream_head, body, replayable)
+                    sent_at = time.monotonic()
+                    keep_alive = self._relay_response(uconn, replayable, upstream, node.label)
+                except StaleConnection:
+                    # A pooled connection the upstream had closed while it sat idle: once
+                    # more on a new connection (the pool may hold more of the same age).
+                    fresh = True
+                    continue
+                ok = True
+                return keep_alive
+        except (UpstreamFailed, UpstreamBroke):
+            ok = False
+            raise
+        except (ProtocolError, ClientGone):
+            if uconn is not None:
+                uconn.close()
+            if self.head_at:
+                ok = True
+            raise
+        finally:
+            latency = self.head_at - sent_at if self.head_at and sent_at else 0.0
+            if balancer.end(node, latency, ok):
+                log.warning("upstream %s: node %s ejected by passive health (failures in "
+                            "a row)", upstream.name, node.label)
+
+    def _send_request(self, uconn: UpstreamConnection, upstream: UpstreamRuntime,
+                      upstream_head: bytes, body: RequestBody | None,
+                      replayable: bool) -> None:
+        """Write the head and stream the body upstream as it arrives from the client (after
+        what a previous attempt kept of it, on a retry)."""
+        uconn.sock.settimeout(upstream.write_timeout)
+        if body is None:
+            client.send(uconn, upstream_head, replayable)
+            return
+        head = self.head
+        conn = self.conn
+        if head.expect_continue and head.http_version == b"1.1" and not body.continued:
+            body.continued = True
+            conn.write(_CONTINUE)
+        chunked = head.chunked
+        pending = upstream_head          # the head goes out with the first piece of body
+        if body.chunks:
+            kept = b"".join(body.chunks)
+            pending += wire.chunk(kept) if chunked else kept
+        if body.complete:
+            client.send(uconn, pending + wire.LAST_CHUNK if chunked else pending)
+            return
+        limits = conn.limits
+        limit = limits.max_body_bytes
+        timeout = limits.client_body_timeout
+        while True:
+            event = conn.next_event(timeout)
+            if event is END:
+                body.complete = True
+                client.send(uconn, pending + wire.LAST_CHUNK if chunked else pending)
+                return
+            if not isinstance(event, bytes):
+                raise ProtocolError("unexpected event in a request body")
+            body.add(event)
+            if limit is not None and body.size > limit:
+                uconn.close()
+                conn.send_error(413, "request body larger than limits.max_body_bytes")
+                raise ClientGone()
+            data = wire.chunk(event) if chunked else event
+            client.send(uconn, pending + data if pending else data)
+            pending = b""
+
+    def _relay_response(self, uconn: UpstreamConnection, replayable: bool,
+                        upstream: UpstreamRuntime, node_label: str) -> bool:
+        ctx = self.ctx
+        head = self.head
+        request = self.request
+        assert request is not None
+        run = self.run_
+        conn = self.conn
+        write = conn.write
+        reader = client.ResponseReader(uconn, ctx.engine, head.method,
+                                       conn.limits.max_header_bytes, replayable)
+        pending = reader.pending
+        fill = reader.fill
+        uconn.sock.settimeout(upstream.read_timeout)
+        client_http10 = head.http_version == b"1.0"
+        keep_client = head.keep_alive and not ctx.draining
+        chunked_out = False
+        upstream_keep_alive = False
+        status = 0
+        sent_body = 0
+        out: list[bytes] = []
+        try:
+            while True:
+                event = pending()
+                if event is None:
+                    if out:
+                        write(b"".join(out))
+                        out.clear()
+                    fill()
+                    continue
+                if type(event) is bytes:
+                    sent_body += len(event)
+                    out.append(b"%x\r\n%s\r\n" % (len(event), event) if chunked_out else event)
+                    continue
+                if event is END:
+                    if chunked_out:
+                        out.append(wire.LAST_CHUNK)
+                    if out:
+                        write(b"".join(out))
+                    break
+                assert isinstance(event, ResponseHead)
+                if event.status < 200:
+                    # 100 was already answered by us (Expect is not forwarded); other 1xx
+                    # (103 Early Hints) go to HTTP/1.1 clients only.
+                    if event.status != 100 and not client_http10:
+                        out.append(forwarding.downstream_head(event.status, event.reason,
+                                                              event.headers, []))
+                    continue
+                status = event.status
+                self.head_at = time.monotonic()
+                reason = event.reason
+                upstream_keep_alive = event.keep_alive
+                headers = event.headers
+                body_kind = event.body
+                if run is not None and run.wants_upstream_response:
+                    response = run.upstream_response(status, reason, wire.end_to_end(headers),
+                                                     body_kind != "none")
+                    status, reason = response.status, response.reason
+                    headers = response.headers.raw
+                    if response.body is not None:
+                        return self._relay_replaced(reader, response.body, status, reason,
+                                                    headers, out, keep_client,
+                                                    upstream_keep_alive, upstream.idle_timeout)
+                tail: Headers = []
+                if body_kind == "length":
+                    tail.append((b"content-length", b"%d" % (event.content_length or 0)))
+                elif body_kind == "none":
+                    if head.method == b"HEAD" or status == 304:
+                        # Content-Length of a HEAD/304 describes the GET body: keep it.
+                        for name, value in event.headers:
+                            if name == b"content-length":
+                                tail.append((name, value))
+                                break
+                elif client_http10:
+                    keep_client = False          # close-delimited is all 1.0 understands
+                else:
+                    chunked_out = True
+                    tail.append(_CHUNKED_TAIL)
+                tail.append(_VIA_TAIL)
+                if not keep_client:
+                    tail.append(_CLOSE_TAIL)
+                elif client_http10:
+                    tail.append(_KEEP_ALIVE_TAIL)
+                out.append(forwarding.downstream_head(status, reason, headers, tail))
+        except StaleConnection:
+            uconn.close()
+            raise
+        except UpstreamFailed as exc:
+            uconn.close()
+            if status:
+                log.error("%s %s: upstream %s (%s): %s", head.method.decode("latin-1"),
+                          request.path, upstream.name, node_label, exc)
+                # The head is gone (or about to): the only signal left is to cut the stream.
+                if out:
+                    try:
+                        write(b"".join(out))
+                    except ClientGone:
+                        pass
+                ctx.access(conn.peer, head, request, status, sent_body, self.started)
+                raise UpstreamBroke() from None
+            # No head yet: the caller answers the client, or retries on another node.
+            raise
+        except ClientGone:
+            uconn.close()
+            ctx.access(conn.peer, head, request, status or 499, sent_body, self.started)
+            raise
+        if upstream_keep_alive and not reader.parser.trailing_data:
+            ctx.pool.put_idle(uconn, upstream.idle_timeout)
+        else:
+            uconn.close()
+        ctx.access(conn.peer, head, request, status, sent_body, self.started)
+        return keep_client
+
+    def _relay_replaced(self, reader: client.ResponseReader, body: Body, status: int,
+                        reason: bytes, headers: Headers, out: list[bytes], keep_client: bool,
+                        upstream_keep_alive: bool, idle_timeout: float) -> bool:
+        """Send the interceptors' body instead of the upstream's, then drop the upstream's.
+
+        The new body goes out with its own Content-Length. The upstream's is read and
+        discarded up to the discard limit, so its connection can go back to the pool;
+        a longer one is not worth reading, and the connection is closed instead.
+        """
+        head = self.head
+        trailing: Headers = [_VIA_TAIL]
+        if not keep_client:
+            trailing.append(_CLOSE_TAIL)
+        elif head.http_version == b"1.0":
+            trailing.append(_KEEP_ALIVE_TAIL)
+        payload, chunks = response_parts(status, reason, headers, body,
+                                         head_only=head.method == b"HEAD", trailing=trailing)
+        out.append(payload)
+        self.write_body(b"".join(out), chunks)
+        uconn = reader.conn
+        if upstream_keep_alive and reader.drain(_DISCARD_LIMIT):
+            self.ctx.pool.put_idle(uconn, idle_timeout)
+        else:
+            uconn.close()
+        self.ctx.access(self.conn.peer, head, self.request, status, len(body), self.started)
+        return keep_client

@@ -1,0 +1,137 @@
+"""The heads a proxy forwards: the request head sent upstream, the response head sent back.
+
+Pure functions of parsed heads (no I/O), on the hot path of every proxied request, so each
+is one pass over the headers that writes the bytes as it goes. Each has a plain
+counterpart (``*_reference``) that says the same thing the obvious way, through
+``wire.end_to_end``: the fast one hands over to it whenever a ``Connection`` header names
+something beyond the standard hop-by-hop set (a header it would otherwise have written
+already), and tests/unit/test_forwarding.py holds the two equal on generated heads.
+
+Request side (RFC 9110 7.6): hop-by-hop headers go; ``X-Forwarded-For`` gets the client's
+address appended, ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` are ours (the client's are
+dropped), ``Via`` gets our hop appended, ``Expect`` is answered by the gateway and not
+forwarded, and a Host is added for HTTP/1.0 clients that sent none. The body framing is
+the client's (Content-Length, or chunked re-chunked).
+"""
+from __future__ import annotations
+
+from ..message.heads import Headers, RequestHead
+from ..message.wire import CRLF, HOP_BY_HOP, REASONS, connection_tokens, end_to_end, \
+    request_head, response_head
+
+VIA = b"1.1 dakia"
+_VIA_APPENDED = b", " + VIA
+_REQUEST_OWNED = HOP_BY_HOP | {b"x-forwarded-for", b"via", b"x-forwarded-proto",
+                               b"x-forwarded-host", b"expect"}
+_SEP = b": "
+_CHUNKED = b"transfer-encoding: chunked\r\n"
+
+
+def _named_beyond_hop_by_hop(headers: Headers) -> bool:
+    """Whether a Connection header names anything the fixed hop-by-hop set misses."""
+    return not connection_tokens(headers) <= HOP_BY_HOP
+
+
+def upstream_head(head: RequestHead, client: RequestHead, peer: bytes, scheme: bytes,
+                  node_host: bytes) -> bytes:
+    """The head sent upstream for ``head``: the client's own, or the one interceptors made
+    of it (``client`` is then still the client's, for X-Forwarded-Host). ``peer`` is the
+    client address (empty for a unix socket), ``node_host`` the Host for a client that
+    sent none."""
+    out = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
+    append = out.append
+    forwarded_for: bytes | None = None
+    via: bytes | None = None
+    raw_host: bytes | None = None
+    for name, value in head.headers:
+        if name in _REQUEST_OWNED:
+            if name == b"x-forwarded-for":
+                forwarded_for = value
+            elif name == b"via":
+                via = value
+            elif name == b"connection" and _named_beyond_hop_by_hop(head.headers):
+                return upstream_head_reference(head, client, peer, scheme, node_host)
+            continue
+        if name == b"host" and raw_host is None:
+            raw_host = value
+        append(name)
+        append(_SEP)
+        append(value)
+        append(CRLF)
+    has_host = raw_host is not None
+    if head is not client:
+        raw_host = next((v for n, v in client.headers if n == b"host"), None)
+    if forwarded_for is not None:
+        append(b"x-forwarded-for: " + forwarded_for + b", " + peer + CRLF)
+    elif peer:
+        append(b"x-forwarded-for: " + peer + CRLF)
+    append(b"x-forwarded-proto: " + scheme + CRLF)
+    if raw_host is not None:
+        append(b"x-forwarded-host: " + raw_host + CRLF)
+    if not has_host if head is not client else raw_host is None:
+        append(b"host: " + node_host + CRLF)
+    append(b"via: " + (VIA if via is None else via + _VIA_APPENDED) + CRLF)
+    if head.chunked:
+        append(_CHUNKED)
+    elif head.content_length is not None:
+        append(b"content-length: %d\r\n" % head.content_length)
+    append(CRLF)
+    return b"".join(out)
+
+
+def upstream_head_reference(head: RequestHead, client: RequestHead, peer: bytes,
+                            scheme: bytes, node_host: bytes) -> bytes:
+    """``upstream_head`` written plainly: what it must equal on every input."""
+    forwarded_for = peer
+    via = VIA
+    kept: Headers = []
+    for name, value in end_to_end(head.headers):
+        if name == b"x-forwarded-for":
+            forwarded_for = value + b", " + peer
+        elif name == b"via":
+            via = value + _VIA_APPENDED
+        elif name in (b"x-forwarded-proto", b"x-forwarded-host", b"expect"):
+            continue
+        else:
+            kept.append((name, value))
+    if forwarded_for:
+        kept.append((b"x-forwarded-for", forwarded_for))
+    kept.append((b"x-forwarded-proto", scheme))
+    raw_host = next((v for n, v in client.headers if n == b"host"), None)
+    if raw_host is not None:
+        kept.append((b"x-forwarded-host", raw_host))
+    if raw_host is None if head is client else all(n != b"host" for n, _ in kept):
+        kept.append((b"host", node_host))
+    kept.append((b"via", via))
+    if head.chunked:
+        kept.append((b"transfer-encoding", b"chunked"))
+    elif head.content_length is not None:
+        kept.append((b"content-length", b"%d" % head.content_length))
+    return request_head(head.method, head.target, kept)
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason or REASONS.get(status, b"Unknown"))
+
+
+def downstream_head(status: int, reason: bytes, headers: Headers, tail: Headers) -> bytes:
+    """A response head with the upstream's end-to-end ``headers`` and then ``tail`` (the
+    framing and connection headers the gateway writes itself)."""
+    out = [status_line(status, reason)]
+    append = out.append
+    for name, value in headers:
+        if name in HOP_BY_HOP:
+            if name == b"connection" and _named_beyond_hop_by_hop(headers):
+                return response_head(status, reason, end_to_end(headers) + tail)
+            continue
+        append(name)
+        append(_SEP)
+        append(value)
+        append(CRLF)
+    for name, value in tail:
+        append(name)
+        append(_SEP)
+        append(value)
+        append(CRLF)
+    append(CRLF)
+    return b"".join(out)
