@@ -13,8 +13,7 @@ its traceback.
 from __future__ import annotations
 
 import logging
-import socket
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..message.heads import Headers, RequestHead
 from ..message.request import Request
@@ -24,7 +23,9 @@ from .body import Body, FileBody
 from .context import Context, Reply, Response
 from .headers import HeaderList
 from .resources import Resources
-from . import builtin  # noqa: F401  (registers the built-ins)
+
+if TYPE_CHECKING:
+    import socket
 
 log = logging.getLogger("dakia.interceptors")
 
