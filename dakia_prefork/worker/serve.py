@@ -18,6 +18,7 @@ import gevent.pool
 
 from ..config.store import ConfigStore
 from ..http.engines import select_engine
+from ..http.fetch import connect_node, fetch
 from ..http.proxy import ClientConnection
 from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
@@ -62,7 +63,8 @@ class Worker:
         self.counters = CounterTable(segments.counters, pause=_yield)
         self.node_stats = NodeStats(segments.nodes, record=record, pause=_yield)
         self.buckets = BucketTable(segments.buckets, pause=_yield)
-        self.resources = Resources(buckets=self.buckets)     # what interceptors may use
+        # What interceptors may use: only a worker has these (interceptors/resources.py).
+        self.resources = Resources(buckets=self.buckets, fetch=fetch, connect=connect_node)
         self.store = ConfigStore(config["state_dir"])
         self.graceful_timeout = float(config.get("graceful_timeout", 30))
         self.listeners = [(socket.socket(s.family, s.type, fileno=s.detach()), info)
