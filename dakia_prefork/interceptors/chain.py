@@ -13,6 +13,7 @@ its traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..message.heads import Headers, RequestHead
@@ -157,7 +158,7 @@ class Chain:
         return Run(Context(request, route), active)
 
 
-def build_chain(gateway: dict[str, Any], filters: dict[str, Filter],
+def build_chain(gateway: dict[str, Any], filters: Mapping[str, Filter],
                 gateway_path: str, resources: Resources | None = None) -> Chain | None:
     """The chain of a normalised gateway, or None when it has no enabled interceptor.
 
