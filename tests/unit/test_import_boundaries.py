@@ -268,3 +268,11 @@ def test_the_registry_imports_a_builtin_when_it_is_looked_up() -> None:
                       and m.rpartition(".")[2] in IMPLEMENTED)
     assert built_in == ["dakia_prefork.interceptors.cors"], (
         f"looking up cors imported the built-ins {', '.join(built_in)}")
+
+
+def test_the_registry_is_a_leaf() -> None:
+    modules = fresh_modules("import dakia_prefork.interceptors.registry")
+    ours = sorted(m for m in modules if m.startswith("dakia_prefork"))
+    assert ours == ["dakia_prefork", "dakia_prefork.interceptors",
+                    "dakia_prefork.interceptors.registry"], (
+        f"interceptors/registry.py imports nothing of ours, yet loaded: {', '.join(ours)}")
