@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/dakia-master start -c etc/dakia/dakia.yaml
 
 test: $(STAMP)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 check: $(STAMP)
@@ -25,4 +26,4 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench/run.py
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info .mypy_cache

@@ -118,7 +118,7 @@ def _read_ready(fd: int, timeout: float) -> str | None:
     """What the daemon wrote before closing ``fd``; None if it is still silent at timeout."""
     import select
     deadline = time.monotonic() + timeout
-    chunks = []
+    chunks: list[bytes] = []
     try:
         while True:
             left = deadline - time.monotonic()

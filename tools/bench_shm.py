@@ -25,6 +25,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dakia_prefork.balance import ALGORITHMS, make_balancer  # noqa: E402
+from dakia_prefork.balance.base import Balancer  # noqa: E402
 from dakia_prefork.http.upstream import Node  # noqa: E402
 from dakia_prefork.shm import CounterTable, Segment  # noqa: E402
 from dakia_prefork.shm.buckets import BucketLimit, BucketTable  # noqa: E402
@@ -74,6 +75,7 @@ def main() -> None:
         per_call("BucketLimit.digest(key) alone", count, lambda i: small.digest(keys[i]))
 
         slot = counters.slot_for("gw/app")
+        assert slot is not None, "a fresh counter table has room"
         print("reference:")
         per_call("CounterTable.fetch_add", count, lambda i: counters.fetch_add(slot))
 
@@ -82,16 +84,22 @@ def main() -> None:
         for algorithm in ALGORITHMS:
             balancer = make_balancer(algorithm, f"gw/{algorithm}", nodes, counters, stats)
 
-            def decide(i: int, balancer=balancer) -> None:
+            def decide(i: int, balancer: Balancer = balancer) -> None:
                 node = balancer.pick(keys[i])
+                assert node is not None            # every node is healthy here
                 balancer.begin(node)
                 balancer.end(node, 0.004, True)
 
             per_call(algorithm, count, decide)
         balancer = make_balancer("least_connection", "gw/lc", nodes, counters, stats)
         per_call("least_connection: pick alone", count, lambda i: balancer.pick())
-        per_call("begin + end(ok) alone", count,
-                 lambda i: (balancer.begin(nodes[0]), balancer.end(nodes[0], 0.004, True)))
+        lone = balancer
+
+        def begin_end(i: int) -> None:
+            lone.begin(nodes[0])
+            lone.end(nodes[0], 0.004, True)
+
+        per_call("begin + end(ok) alone", count, begin_end)
     finally:
         for seg in segments:
             seg.unlink()

@@ -19,25 +19,25 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
-from ..interceptors.rate_limiter import consumer_key_notices
-from ..plugins.loader import GROUP, PluginError, check_entry, implementation
+from ..interceptors.registry import GROUP, NAMES
 from .findings import Findings
 from .location import child
 
-KNOWN_INTERCEPTORS: frozenset[str] = frozenset({
-    "server_version", "request_id", "basic_auth", "key_auth", "jwt_auth",
-    "request_rewrite", "response_rewrite", "short_circuit", "use_file", "try_file",
-    "cors", "ip_restriction", "rate_limiter", "controller", "external_plugin",
-    "native_plugin",
-})
-"""The built-in interceptor names a config may use."""
+KNOWN_INTERCEPTORS: frozenset[str] = NAMES
+"""The built-in interceptor names a config may use (interceptors/registry.py)."""
 
 
 def check_interceptors(interceptors: list[dict[str, Any]], path: str,
                        filter_names: Container[str], findings: Findings,
                        base_dir: str = "/") -> None:
     """Record an error for every unknown interceptor name, unresolved filter and config
-    problem; relative paths in interceptor configs resolve against ``base_dir``."""
+    problem; relative paths in interceptor configs resolve against ``base_dir``.
+
+    Only the implementations the entries name are imported, here and not with config/:
+    a config without interceptors loads none."""
+    if not interceptors:
+        return
+    from ..plugins.loader import PluginError, check_entry, implementation
     for index, entry in enumerate(interceptors):
         entry_path = child(path, index)
         try:
@@ -57,5 +57,7 @@ def check_interceptors(interceptors: list[dict[str, Any]], path: str,
         if found is not None:
             for where, message in check_entry(found, entry, base_dir):
                 findings.error(f"{entry_path}.{where}", message)
-    for index, message in consumer_key_notices(interceptors):
-        findings.notice(f"{child(path, index)}.config.key", message)
+    if any(entry["name"] == "rate_limiter" for entry in interceptors):
+        from ..interceptors.rate_limiter import consumer_key_notices
+        for index, message in consumer_key_notices(interceptors):
+            findings.notice(f"{child(path, index)}.config.key", message)

@@ -19,7 +19,7 @@ import difflib
 import functools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import Any
 
@@ -97,18 +97,23 @@ def _problems(validator: Draft202012Validator, document: Any) -> list[Problem]:
 def _describe(error: ValidationError) -> Iterator[Problem]:
     path = format_location(error.absolute_path)
     instance = error.instance
+    # The subschema that failed: a mapping for every keyword our schemas use (jsonschema
+    # types it as possibly a boolean schema, or unset for errors made by hand).
+    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties" and isinstance(instance, dict):
-        known = list(error.schema.get("properties", {}))
+        known = list(schema.get("properties", {}))
         for key in instance:
             if key not in known:
                 yield child(path, key), _unknown_key_message(key, known)
         return
-    if error.validator == "required" and isinstance(instance, dict):
-        for key in error.validator_value:
+    required = error.validator_value
+    if (error.validator == "required" and isinstance(instance, dict)
+            and isinstance(required, list)):
+        for key in required:
             if key not in instance:
                 yield child(path, key), "required key is missing"
         return
-    custom = error.schema.get("x-messages", {}).get(error.validator)
+    custom = schema.get("x-messages", {}).get(error.validator)
     if custom is not None:
         yield path, f"{custom}, got {_short_repr(instance)}"
         return

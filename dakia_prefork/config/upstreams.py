@@ -8,7 +8,6 @@ could not connect with, instead of every worker failing at its first request.
 from __future__ import annotations
 
 import os
-import ssl
 from typing import Any
 
 from ..routing.hosts import split_host_port
@@ -113,6 +112,7 @@ def _check_tls_node(node: dict[str, Any], address: dict[str, Any] | None, path: 
             missing = True
     if missing:
         return
+    import ssl            # here, not with config/: it loads socket, and most nodes are plain
     try:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if node["tls_verify"] and node["ca_file"] is not None:
@@ -128,7 +128,8 @@ def _check_tls_node(node: dict[str, Any], address: dict[str, Any] | None, path: 
                            f"cannot load the client certificate and key: {_reason(exc)}")
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: OSError) -> str:
+    import ssl            # loaded already: only TLS checks get here
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return exc.reason.lower().replace("_", " ")
-    return str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
+    return str(exc.strerror if exc.strerror else exc)

@@ -27,7 +27,11 @@ constructor builds from that normalised entry in each worker, for each config ve
 """
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from .registry import BUILTINS, IMPLEMENTED
 
 if TYPE_CHECKING:
     from .context import Context, Reply
@@ -139,7 +143,44 @@ def hooks_of(interceptor: Interceptor) -> tuple[Hook | None, ...]:
                  for phase in PHASES)
 
 
-REGISTRY: dict[str, type[Interceptor]] = {}
+class Registry(MutableMapping[str, type[Interceptor]]):
+    """Interceptor classes by config name: every built-in this version implements
+    (registry.py), whose module is imported the first time it is looked up, and every class
+    given to ``register``. Iterating lists names without importing anything."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[Interceptor]] = {}
+
+    def __getitem__(self, name: str) -> type[Interceptor]:
+        try:
+            return self._classes[name]
+        except KeyError:
+            pass
+        builtin = BUILTINS.get(name)
+        if builtin is None or builtin.path is None:
+            raise KeyError(name)
+        module_name, _, attribute = builtin.path.partition(":")
+        cls: type[Interceptor] = getattr(importlib.import_module(module_name), attribute)
+        return self._classes.setdefault(name, cls)     # the module's @register put it there
+
+    def __setitem__(self, name: str, cls: type[Interceptor]) -> None:
+        self._classes[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del self._classes[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes or name in IMPLEMENTED
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._classes
+        yield from sorted(IMPLEMENTED.difference(self._classes))
+
+    def __len__(self) -> int:
+        return len(IMPLEMENTED.union(self._classes))
+
+
+REGISTRY = Registry()
 """The interceptors this version implements, by config name."""
 
 

@@ -13,8 +13,8 @@ its traceback.
 from __future__ import annotations
 
 import logging
-import socket
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..message.heads import Headers, RequestHead
 from ..message.request import Request
@@ -24,7 +24,9 @@ from .body import Body, FileBody
 from .context import Context, Reply, Response
 from .headers import HeaderList
 from .resources import Resources
-from . import builtin  # noqa: F401  (registers the built-ins)
+
+if TYPE_CHECKING:
+    import socket
 
 log = logging.getLogger("dakia.interceptors")
 
@@ -51,9 +53,15 @@ class InterceptorError(Exception):
 def phase_hooks(active: Active) -> PhaseHooks:
     """The hooks of ``active`` grouped by phase: a phase no interceptor hooks is an empty
     tuple, so running it costs one loop over nothing."""
-    return tuple(tuple((name, hooks[phase]) for name, hooks in active
-                       if hooks[phase] is not None)  # type: ignore[misc]
-                 for phase in range(len(PHASES)))
+    grouped: list[tuple[tuple[str, Hook], ...]] = []
+    for phase in range(len(PHASES)):
+        pairs: list[tuple[str, Hook]] = []
+        for name, hooks in active:
+            hook = hooks[phase]
+            if hook is not None:
+                pairs.append((name, hook))
+        grouped.append(tuple(pairs))
+    return tuple(grouped)
 
 
 class Run:
@@ -77,7 +85,7 @@ class Run:
                 log.exception("interceptor %s failed in %s", name, PHASES[phase])
                 return Reply(500, _FAILED_BODY)
             if reply is not None:
-                return reply  # type: ignore[no-any-return]
+                return reply
         return None
 
     def _response_side(self, phase: int) -> bool:
@@ -176,7 +184,7 @@ class Chain:
         return Run(Context(request, route), phases)
 
 
-def build_chain(gateway: dict[str, Any], filters: dict[str, Filter],
+def build_chain(gateway: dict[str, Any], filters: Mapping[str, Filter],
                 gateway_path: str, resources: Resources | None = None) -> Chain | None:
     """The chain of a normalised gateway, or None when it has no enabled interceptor.
 

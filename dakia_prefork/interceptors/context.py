@@ -14,15 +14,17 @@ request-side phase; the upstream is then not called.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Callable
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import quote, unquote_plus
 
 from ..message.heads import Headers, RequestHead
 from ..message.request import Request
 from .body import Body, FileBody
 from .headers import HeaderList, HeaderValue, header_name, header_value
+
+if TYPE_CHECKING:
+    import socket
 
 _METHOD = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Everything outside visible ASCII is percent-encoded when the target is rebuilt: h11

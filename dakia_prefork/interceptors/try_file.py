@@ -22,12 +22,12 @@ exactly as ``use_file`` would (other methods go upstream untouched). A miss is n
 ``ctx.vars`` and the request continues, so the balancer picks a node as for any request.
 
 ``pre_upstream_request`` (the node is chosen; interceptors earlier in the list have
-rewritten the request): the miss is fetched from that node with a GET of its own
-(fetch.py; without the client's conditional and range headers, with
-``Accept-Encoding: identity`` so the file holds the bytes themselves). A 200 body is written
-to a temporary file in the target directory and renamed into place only once complete
-(fileroot.AtomicFile), so a reader never sees half a file; the request is then answered
-from the stored file like every later one. Another status is relayed as it is (small bodies)
+rewritten the request): the miss is fetched from that node with a GET of its own, on the
+node's own connection (``ctx.node_connect``: resolver, TLS), without the client's
+conditional and range headers, with ``Accept-Encoding: identity`` so the file holds the
+bytes themselves. A 200 body is written to a temporary file in the target directory and
+renamed into place only once complete (fileroot.AtomicFile), so a reader never sees half a
+file; the request is then answered from the stored file like every later one. Another status is relayed as it is (small bodies)
 and not stored. A response over ``max_size`` (or a non-200 over 64 KiB) is not stored:
 the request goes on to the upstream through the proxy, which asks again and streams it.
 Unreachable or slow upstreams answer 502 or 504 here.
@@ -39,22 +39,25 @@ so the result is one whole file either way.
 
 The Content-Type of a stored file comes from its name, as for use_file, not from the
 upstream's response: the file is what is served later.
+
+The HTTP client is the worker's (``Resources.fetch``: http/fetch.py), handed over in
+``attach``. try_file is built and checked without it, so the master, which builds every
+chain to check a config, never loads ``http/`` or h11; a chain built outside a worker (a
+unit test) answers a miss 500.
 """
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from typing import Any
 
-from ..http.upstream import connect
 from .base import Problems, register
 from .context import Context, Reply
-from .fetch import FetchError, address_of, fetch
 from .fileroot import AtomicFile, BadPath, segments
 from .fileserve import serve
 from .headers import header_name
+from .resources import Connect, Fetch, FetchError, OpenSocket, Resources
 from .use_file import FileInterceptor
 
 log = logging.getLogger("dakia.interceptors")
@@ -75,6 +78,12 @@ class TryFile(FileInterceptor):
         self.timeout = float(config.get("timeout", 30))
         self._key = f"try_file:{id(self)}"
         self._fetching: dict[tuple[str, ...], threading.Event] = {}
+        self._fetch: Fetch | None = None
+        self._connect: Connect | None = None
+
+    def attach(self, resources: Resources, ident: str) -> None:
+        self._fetch = resources.fetch
+        self._connect = resources.connect
 
     def request_filter(self, ctx: Context) -> Reply | None:
         if ctx.request.method not in ("GET", "HEAD"):
@@ -130,12 +139,11 @@ class TryFile(FileInterceptor):
             return writer[0]
 
         upstream = ctx.upstream_request
+        fetch = self._fetch
+        if fetch is None:
+            raise RuntimeError("try_file: no HTTP client (not attached to a worker)")
         try:
-            node, open_socket = ctx.node, ctx.node_connect
-            if open_socket is None:
-                def open_socket(timeout: float) -> socket.socket:
-                    return connect(address_of(node), timeout)
-            fetched = fetch(open_socket, upstream.head(ctx.request.head).target,
+            fetched = fetch(self._open_socket(ctx), upstream.head(ctx.request.head).target,
                             _fetch_headers(ctx), self.timeout, self.max_size, sink)
             if fetched.stored:
                 writer[0].commit()
@@ -158,6 +166,16 @@ class TryFile(FileInterceptor):
         if isinstance(found, Reply) or found is None:
             return found
         return serve(ctx.request, found, self.options)
+
+    def _open_socket(self, ctx: Context) -> OpenSocket:
+        """How to reach the chosen node: the proxy's connection (its resolver and TLS), or
+        a plain one to its label when the proxy gave none."""
+        if ctx.node_connect is not None:
+            return ctx.node_connect
+        node, connect = ctx.node, self._connect
+        if node is None or connect is None:
+            raise RuntimeError("try_file: no way to connect to the node")
+        return lambda timeout: connect(node, timeout)
 
 
 def _fetch_headers(ctx: Context) -> list[tuple[bytes, bytes]]:

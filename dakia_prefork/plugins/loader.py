@@ -31,9 +31,9 @@ from importlib import metadata
 from typing import Any
 
 from ..interceptors.base import REGISTRY, Interceptor, Problem
+from ..interceptors.registry import GROUP, NAMES as BUILTIN_NAMES
 
-GROUP = "dakia_prefork.interceptors"
-"""The entry-point group third-party interceptors are declared in."""
+__all__ = ["GROUP", "PluginError", "check_entry", "implementation"]
 
 
 class PluginError(ValueError):
@@ -49,19 +49,16 @@ def implementation(entry: dict[str, Any]) -> type[Interceptor] | None:
     """The class for ``entry``; None for a built-in name this version does not implement,
     or a name nothing declares. Raises PluginError when a class or entry point is named
     but cannot be used."""
-    # The config layer owns the list of built-in names; imported here, at call time,
-    # because config imports the interceptors (and so this module) itself.
-    from ..config.interceptors import KNOWN_INTERCEPTORS as builtin_names
     name = entry["name"]
     path = entry.get("class")
     if path is not None:
-        if name in REGISTRY or name in builtin_names:
+        if name in REGISTRY or name in BUILTIN_NAMES:
             raise PluginError("name", f"{name!r} is a built-in interceptor; give this class "
                                       "entry a name of its own")
         return _checked(_import(path), "class", path)
     if name in REGISTRY:
-        return REGISTRY[name]
-    if name in builtin_names:
+        return REGISTRY[name]            # a built-in's module is imported here, on first use
+    if name in BUILTIN_NAMES:
         return None
     return _entry_point(name)
 

@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 import gevent
 import gevent.event
@@ -19,6 +19,7 @@ import gevent.pool
 from ..config.store import ConfigStore
 from ..http.engines import select_engine
 from ..http.connection import DownstreamConnection
+from ..http.fetch import connect_node, fetch
 from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
 from ..logs import reopen_logs
@@ -62,7 +63,8 @@ class Worker:
         self.counters = CounterTable(segments.counters, pause=_yield)
         self.node_stats = NodeStats(segments.nodes, record=record, pause=_yield)
         self.buckets = BucketTable(segments.buckets, pause=_yield)
-        self.resources = Resources(buckets=self.buckets)     # what interceptors may use
+        # What interceptors may use: only a worker has these (interceptors/resources.py).
+        self.resources = Resources(buckets=self.buckets, fetch=fetch, connect=connect_node)
         self.store = ConfigStore(config["state_dir"])
         self.graceful_timeout = float(config.get("graceful_timeout", 30))
         self.listeners = [(socket.socket(s.family, s.type, fileno=s.detach()), info)
@@ -139,7 +141,8 @@ class Worker:
                 requests, since = idle_seen.setdefault(conn, (conn.requests, now))
                 if requests != conn.requests:
                     idle_seen[conn] = (conn.requests, now)
-                elif now - since >= _DRAIN_IDLE_CLOSE and not _has_pending_bytes(conn.sock):
+                elif now - since >= _DRAIN_IDLE_CLOSE and not _has_pending_bytes(
+                        cast(socket.socket, conn.sock)):  # a worker's streams are sockets
                     try:
                         conn.sock.shutdown(socket.SHUT_RD)
                     except OSError:

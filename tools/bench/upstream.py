@@ -9,7 +9,9 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import socket  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 from gevent.server import StreamServer  # noqa: E402
 
@@ -18,7 +20,7 @@ RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\
             % (len(BODY), BODY))
 
 
-def handle(sock, _address) -> None:
+def handle(sock: socket.socket, _address: Any) -> None:
     pending = b""
     while True:
         try:

@@ -11,44 +11,29 @@ what is kept:
   body that grows past it stops when it does (``Fetched.too_large``);
 - any other status is kept in memory up to ``SMALL_BODY`` bytes so it can be relayed to
   the client as it is; a bigger one is ``too_large`` too.
+
+Interceptors do not import this module: a worker lends ``fetch`` and ``connect_node`` to
+them through ``interceptors.resources.Resources`` (worker/serve.py), so the master, which
+builds every chain to check a config, never loads h11 or ``http/``. The result and error
+types are those of resources.py.
 """
 from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from collections.abc import Callable, Sequence
 
 import h11
 
+from ..interceptors.resources import Fetched, FetchError, OpenSocket, Sink
 from ..message.heads import Headers
-from ..http.upstream import Address
 from ..message.wire import end_to_end
+from .upstream import Address, connect
 
 SMALL_BODY = 65536
 _MAX_HEAD = 65536
 
-
-class Sink(Protocol):
-    def write(self, data: bytes) -> None: ...
-
-
-class FetchError(Exception):
-    """The upstream could not be reached or broke the exchange; ``status`` is what the
-    client should get (502, or 504 for a timeout)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Fetched:
-    status: int
-    headers: Headers = field(default_factory=list)
-    body: bytes = b""              # a non-200 body, when small enough to relay
-    stored: bool = False           # a 200 body went to the sink, complete
-    too_large: bool = False        # over the limits: nothing usable was kept
+__all__ = ["SMALL_BODY", "FetchError", "Fetched", "address_of", "connect_node", "fetch"]
 
 
 def address_of(label: str) -> Address:
@@ -59,7 +44,12 @@ def address_of(label: str) -> Address:
     return ("tcp", host.removeprefix("[").removesuffix("]"), int(port))
 
 
-def fetch(open_socket: Callable[[float], socket.socket], target: bytes, headers: Headers,
+def connect_node(label: str, timeout: float) -> socket.socket:
+    """A plain connection to the node labelled ``label`` (``Resources.connect``)."""
+    return connect(address_of(label), timeout)
+
+
+def fetch(open_socket: OpenSocket, target: bytes, headers: Headers,
           timeout: float, max_size: int, sink: Callable[[], Sink]) -> Fetched:
     """GET ``target`` with ``headers`` (a Host among them) on the connection that
     ``open_socket(timeout)`` opens: the node's own (resolver, TLS) when the proxy gives it."""
@@ -132,7 +122,7 @@ def _settimeout(sock: socket.socket, deadline: float) -> None:
     sock.settimeout(remaining)
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b"content-length":
             return int(value)      # h11 has validated it
