@@ -95,18 +95,28 @@ class UpstreamRequest:
     depends on it, and the client asked what it asked.
     """
 
-    __slots__ = ("_method", "path", "query", "headers")
+    __slots__ = ("_method", "path", "query", "headers", "_original")
 
-    def __init__(self, method: str, path: str, query: str, headers: Headers) -> None:
+    _original: tuple[RequestHead, tuple[str, str, str]] | None
+
+    def __init__(self, method: str, path: str, query: str, headers: Headers,
+                 original: RequestHead | None = None) -> None:
         self._method = method
         self.path = path
         self.query = query
         self.headers = HeaderList(headers)
+        # The client's head and its (method, path, query) as decoded: while those are
+        # unchanged, ``head`` reuses the head's bytes instead of re-encoding them (most
+        # interceptors change headers only).
+        self._original = None if original is None else (original, (method, path, query))
 
     @classmethod
     def from_request(cls, request: Request) -> "UpstreamRequest":
-        return cls(request.method, request.path, request.query_string,
-                   list(request.head.headers))
+        head = request.head
+        # Only an origin-form target round-trips through path and query unchanged.
+        original = head if head.target[:1] == b"/" else None
+        return cls(request.method, request.path, request.query_string, list(head.headers),
+                   original)
 
     @property
     def method(self) -> str:
@@ -149,8 +159,13 @@ class UpstreamRequest:
 
     def head(self, original: RequestHead) -> RequestHead:
         """A request head with these method, target and headers, framed as ``original``."""
-        target = quote(self.target, safe=_TARGET_SAFE).encode("ascii")
-        return RequestHead(self._method.encode("ascii"), target, original.http_version,
+        kept = self._original
+        if kept is not None and kept[1] == (self._method, self.path, self.query):
+            method, target = kept[0].method, kept[0].target     # unchanged: as received
+        else:
+            method = self._method.encode("ascii")
+            target = quote(self.target, safe=_TARGET_SAFE).encode("ascii")
+        return RequestHead(method, target, original.http_version,
                            self.headers.raw, original.content_length, original.chunked,
                            original.keep_alive, original.expect_continue)
 

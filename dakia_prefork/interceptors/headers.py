@@ -94,6 +94,17 @@ class HeaderList:
         self.raw[:] = [h for h in self.raw if h[0] != key]
         self.raw.append((key, encoded))
 
+    def put(self, name: bytes, value: bytes) -> None:
+        """``set`` for a name and value validated already (by ``header_name`` and
+        ``header_value``, typically once when the config loads): replace every ``name``
+        header with one carrying ``value``, without validating again per request."""
+        raw = self.raw
+        for index in range(len(raw)):
+            if raw[index][0] == name:
+                raw[:] = [h for h in raw if h[0] != name]
+                break
+        raw.append((name, value))
+
     def add(self, name: str | bytes, value: HeaderValue) -> None:
         """Append a ``name`` header, keeping those already there."""
         self.raw.append((header_name(name), header_value(value)))

@@ -26,4 +26,4 @@ class ServerVersion(Interceptor):
 
     def pre_downstream_response(self, ctx: Context) -> None:
         assert ctx.response is not None
-        ctx.response.headers.set(b"server", self.value)
+        ctx.response.headers.put(b"server", self.value)      # validated at load
