@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 from typing import Any
@@ -34,7 +32,9 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from run import free_port, run_wrk, start, stop, wait_http, wait_port  # noqa: E402
+from bench_load import LoadResult, Request, run_wrk  # noqa: E402
+from bench_procs import Processes, free_port, wait_http, wait_port  # noqa: E402
+from bench_targets import summarize  # noqa: E402
 
 BIG = {"capacity": 1_000_000_000, "refill_rate": 1, "refill_interval": 1000, "key": "ip"}
 
@@ -89,46 +89,49 @@ def main() -> int:
         print("wrk is needed (apt-get install wrk)")
         return 2
     tmp = tempfile.mkdtemp(prefix="dakia-bench-rl-")
-    procs: list[subprocess.Popen] = []
     try:
-        upstream_port = free_port()
-        procs.append(start([sys.executable, os.path.join(HERE, "upstream.py"),
-                            str(upstream_port)], os.path.join(tmp, "upstream.log")))
-        wait_port(upstream_port)
-        redis_url = None
-        if args.redis:
-            redis_port = free_port()
-            procs.append(start(["redis-server", "--port", str(redis_port), "--bind",
-                                "127.0.0.1", "--save", "", "--appendonly", "no"],
-                               os.path.join(tmp, "redis.log")))
-            wait_port(redis_port)
-            redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        ports: dict[str, int] = {}
-        for name, interceptors in variants(redis_url).items():
-            port = ports[name] = free_port()
-            config = write_config(tmp, name, port, upstream_port, args.engine, interceptors)
-            procs.append(start([sys.executable, "-m", "dakia_prefork.cli", "start", "-c",
-                                config], os.path.join(tmp, f"gateway-{name}.log")))
-        for port in ports.values():
-            wait_http(port)
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
-        for _ in range(args.rounds):
-            for name, port in ports.items():
-                results[name].append(run_wrk(port, args.connections, args.duration))
-        print(f"engine {args.engine}, 1 worker, wrk -t1 -c{args.connections}, "
-              f"{args.rounds} x {args.duration:g}s, medians")
-        print(f"{'gateway':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
-              f"{'µs/request vs plain':>20}")
-        plain = statistics.median(r["rps"] for r in results["plain"])
-        for name, runs in results.items():
-            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            cost = "" if name == "plain" else f"{(1 / med['rps'] - 1 / plain) * 1e6:+.1f}"
-            print(f"{name:<8} {med['rps']:>9.0f} {med['p50']:>8.2f} {med['p99']:>8.2f} "
-                  f"{med['errors']:>8.0f} {cost:>20}")
+        with Processes() as procs:
+            return measure(args, tmp, procs)
     finally:
-        for proc in reversed(procs):
-            stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, tmp: str, procs: Processes) -> int:
+    """Start everything under ``procs``, run the rounds and print the table."""
+    upstream_port = free_port()
+    wait_port(upstream_port, procs.start(
+        [sys.executable, os.path.join(HERE, "upstream.py"), str(upstream_port)],
+        os.path.join(tmp, "upstream.log")))
+    redis_url = None
+    if args.redis:
+        redis_port = free_port()
+        wait_port(redis_port, procs.start(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save",
+             "", "--appendonly", "no"], os.path.join(tmp, "redis.log")))
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    ports: dict[str, int] = {}
+    for name, interceptors in variants(redis_url).items():
+        port = ports[name] = free_port()
+        config = write_config(tmp, name, port, upstream_port, args.engine, interceptors)
+        procs.start([sys.executable, "-m", "dakia_prefork.cli", "start", "-c", config],
+                    os.path.join(tmp, f"gateway-{name}.log"))
+    for port in ports.values():
+        wait_http(port, Request())
+    results: dict[str, list[LoadResult]] = {name: [] for name in ports}
+    for _ in range(args.rounds):
+        for name, port in ports.items():
+            results[name].append(run_wrk(port, Request(), args.connections,
+                                         args.duration))
+    print(f"engine {args.engine}, 1 worker, wrk -t1 -c{args.connections}, "
+          f"{args.rounds} x {args.duration:g}s, medians")
+    print(f"{'gateway':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'failed':>8} "
+          f"{'µs/request vs plain':>20}")
+    plain = summarize(results["plain"]).rps
+    for name, runs in results.items():
+        med = summarize(runs)
+        cost = "" if name == "plain" else f"{(1 / med.rps - 1 / plain) * 1e6:+.1f}"
+        print(f"{name:<8} {med.rps:>9.0f} {med.p50_ms:>8.2f} {med.p99_ms:>8.2f} "
+              f"{med.errors:>8} {cost:>20}")
     return 0
 
 
