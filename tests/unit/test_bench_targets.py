@@ -40,6 +40,11 @@ def test_issue8_lists_every_target_for_both_engines() -> None:
     assert len(labels) == 14
 
 
+def test_the_holding_target_names_the_connections_held() -> None:
+    labels = [t.label() for t in issue8_targets(["h11"], idle_connections=500)]
+    assert labels[-1] == "h11 bare worker RSS holding 500 idle ≤ 60 MB"
+
+
 def test_ratio_targets_multiply_the_reference_of_the_same_engine() -> None:
     target = Target("httptools", "bare", RPS, ">=", 0.85, "floor")
     summaries = {("httptools", "floor"): summary(10_000), ("h11", "floor"): summary(1_000)}
@@ -75,7 +80,7 @@ def test_unmeasured_targets_are_neither_met_nor_missed() -> None:
 
 def test_memory_targets_are_absolute_and_need_every_connection_held() -> None:
     after = Target("h11", "bare", RSS_AFTER_LOAD, "<=", 60.0)
-    holding = Target("h11", "bare", RSS_HOLDING, "<=", 60.0)
+    holding = Target("h11", "bare", RSS_HOLDING, "<=", 60.0, connections=5000)
     memory = {"h11": Memory(idle_mb=36.0, after_load_mb=40.0, holding_mb=59.0, held=5000)}
     assert evaluate(after, {}, memory).met is True
     assert evaluate(holding, {}, memory).met is True

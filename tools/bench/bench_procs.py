@@ -46,10 +46,10 @@ class Processes:
         self.started: list[subprocess.Popen[bytes]] = []
 
     def start(self, command: Sequence[str], log: str,
-              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+              cwd: str | None = None) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
             proc = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd)
         self.started.append(proc)
         return proc
 

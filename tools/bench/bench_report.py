@@ -97,8 +97,10 @@ def memory_lines(memory: Mapping[str, Memory]) -> str:
 
 # -- machine and code identity --------------------------------------------------------------
 def _run(command: Sequence[str]) -> str | None:
+    """stdout of ``command`` run from / (so that no package is imported from the cwd)."""
     try:
-        done = subprocess.run(list(command), capture_output=True, text=True, timeout=20)
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=20,
+                              cwd="/")
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None

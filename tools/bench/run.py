@@ -143,6 +143,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0 or args.connections < 1:
         parser.error("--rounds, --duration and --connections must be positive")
+    args.master = os.path.abspath(args.master)  # it also runs from the temp dir
     if not os.access(args.master, os.X_OK):
         parser.error(f"--master {args.master}: not an executable")
     return args
@@ -195,7 +196,7 @@ def start_gateway(procs: Processes, tmp: str, master: str, engine: str, scenario
     config = gateway_config(scenario, engine, port, upstream_port, tmp)
     path = write_config(tmp, config, name)
     log = os.path.join(tmp, f"master-{name}.log")
-    proc = procs.start([master, "start", "-c", path], log)
+    proc = procs.start([master, "start", "-c", path], log, cwd=tmp)
     return Endpoint(engine, scenario, port, scenario_request(scenario), proc, log, path,
                     error_log=config["error_log"])
 
@@ -392,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress(f"temp dir kept: {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    outcomes = evaluate_all(issue8_targets(args.engines), summaries_of(endpoints), memory)
+    outcomes = evaluate_all(issue8_targets(args.engines, args.idle_connections),
+                            summaries_of(endpoints), memory)
     result = build_result(args, generator, gateway, started, endpoints, memory, outcomes)
     report(args, result, endpoints, memory, outcomes)
     return 1 if args.strict and verdict(outcomes).missed else 0
