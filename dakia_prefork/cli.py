@@ -316,7 +316,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    print(f"dakia-prefork {__version__}")
+    from .build import describe
+    print(f"dakia-prefork {__version__} (request path: {describe()})")
     return 0
 
 

@@ -28,7 +28,7 @@ request that is broken does not hide the good requests before it.
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from typing import Any, Final, cast
 
 import h11
 
@@ -193,8 +193,11 @@ class H11RequestParser:
             except h11.RemoteProtocolError as exc:
                 raise _from_h11(exc) from None
             if isinstance(event, h11.Data):
-                if event.data:
-                    events.append(bytes(event.data))
+                # A bytearray at run time, whatever h11's annotation says (the compiled
+                # build checks annotations): read as Any, handed on as bytes.
+                data: Any = cast(Any, event).data
+                if data:
+                    events.append(bytes(data))
             elif isinstance(event, h11.EndOfMessage):
                 break
             else:
@@ -329,8 +332,11 @@ class H11ResponseParser:
             except h11.RemoteProtocolError as exc:
                 raise _from_h11(exc, 502) from None
             if isinstance(event, h11.Data):
-                if event.data:
-                    events.append(bytes(event.data))
+                # A bytearray at run time, whatever h11's annotation says (the compiled
+                # build checks annotations): read as Any, handed on as bytes.
+                data: Any = cast(Any, event).data
+                if data:
+                    events.append(bytes(data))
             elif isinstance(event, h11.EndOfMessage):
                 break
             else:
