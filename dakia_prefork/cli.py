@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .config import ConfigError, load
+from .config.model import Settings
 from .master import pidfile
 from .master.checks import runtime_errors
 
@@ -76,8 +77,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .master.arbiter import Master, StartError
 
+    settings = Settings.from_config(config)
     try:
-        setup_logging(config)
+        setup_logging(settings)
     except OSError as exc:
         return _fail(f"error_log: cannot open {config['error_log']}: {exc.strerror or exc}")
     ready_w = -1
@@ -100,7 +102,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             os._exit(0)
         _detach_stdio()
     try:
-        master = Master(os.path.abspath(args.config), config, args.workers, ready_fd=ready_w)
+        master = Master(os.path.abspath(args.config), config, args.workers, ready_fd=ready_w,
+                        settings=settings)
         master.setup()
     except StartError as exc:
         if ready_w >= 0:
@@ -176,8 +179,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_quit(args: argparse.Namespace) -> int:
     config, _ = _running_master(args)
-    grace = float(config.get("graceful_timeout", 30)) if config else 30.0
-    return _cmd_stop(args, signal.SIGQUIT, grace + 10.0)
+    if config is None:
+        return 1
+    return _cmd_stop(args, signal.SIGQUIT, float(config["graceful_timeout"]) + 10.0)
 
 
 def _last_reload(state_dir: str) -> dict[str, Any]:
@@ -253,7 +257,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         time.sleep(0.05)
     print(f"new master {new} is serving; stopping the old master {old} gracefully")
     os.kill(old, signal.SIGQUIT)
-    grace = float(config.get("graceful_timeout", 30)) + 10.0
+    grace = float(config["graceful_timeout"]) + 10.0
     if not _wait_gone(old, grace):
         return _fail(f"old master {old} still running after {grace:.0f}s")
     print(f"upgraded: master {old} -> {new}")
