@@ -510,6 +510,8 @@ class Master:
             sdnotify.notify(f"READY=1\nSTATUS=serving config v{self.version}")
         result = {"master": self.pid, "at": time.time(), "ok": not outcome.errors,
                   "version": self.version, "errors": outcome.errors,
+                  # Where this master runs, whatever the file says now (restart-only).
+                  "pid_file": self.pid_file, "state_dir": self.state_dir,
                   "not_applied": [change.as_dict() for change in outcome.not_applied]}
         directories = [self.state_dir]
         if outcome.file_state_dir not in (None, self.state_dir):

@@ -14,6 +14,9 @@ import time
 
 import requests
 
+from dakia_prefork.cli import status_report
+from dakia_prefork.master import pidfile
+
 from .harness import node, raw_exchange, read_responses, wait_until
 from .traffic import delayed
 
@@ -215,3 +218,90 @@ def test_reload_changes_the_worker_count_as_ttin_ttou(upstreams, gateways):
                "a second worker")
     assert first in _pids(gw)                   # grown, not restarted
     assert requests.get(gw.url + "/", timeout=5).status_code == 200
+
+
+def test_reload_with_a_changed_pid_file_reports_it_and_keeps_the_old_one(upstreams,
+                                                                         gateways):
+    up = upstreams()
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}],
+                  extra={"limits": {"max_body_bytes": 100000}})
+    pids = _pids(gw)
+    old_pid_file = gw.config["pid_file"]
+    new_pid_file = os.path.join(gw.tmp, "moved.pid")
+    paths = gw.normalised_paths()
+    gw.config["pid_file"] = new_pid_file
+    gw.config["limits"] = {"max_body_bytes": 1000}      # applied in the same reload
+    gw.write_config()
+    done = gw.cli("reload")
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = (f"pid_file: changed in the file but needs a restart (dakia-master upgrade); "
+            f"still {old_pid_file}")
+    assert f"reloaded: master {gw.master_pid} serves config v2" in done.stdout
+    assert line in done.stdout.splitlines()
+    assert "state_dir" not in done.stdout            # only what changed is listed
+    wait_until(lambda: line in gw.log_text(), 5, "the same line in the master's log")
+    assert pidfile.read(old_pid_file) == gw.master_pid
+    assert not os.path.exists(new_pid_file)
+    # The other change of that reload was applied, by the same worker.
+    wait_until(lambda: {w["config_version"] for w in status_report(paths, gw.master_pid)
+                        ["workers"]} == {2}, 10, "the worker on v2")
+    assert _post(gw, 5000) == 413
+    assert sorted(w["pid"] for w in status_report(paths, gw.master_pid)["workers"]) == pids
+    # The CLI still finds the master with the edited file, and says the same next time.
+    status = gw.cli("status")
+    assert status.returncode == 0 and f"pid {gw.master_pid}" in status.stdout, status.stderr
+    again = gw.cli("reload")
+    assert again.returncode == 0 and line in again.stdout.splitlines(), again.stdout
+
+
+def test_reload_with_a_changed_state_dir_reports_it(upstreams, gateways):
+    up = upstreams()
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}])
+    pids = _pids(gw)
+    old_state_dir = gw.config["state_dir"]
+    gw.config["state_dir"] = os.path.join(gw.tmp, "state-2")
+    gw.config["access_log_format"] = "json"              # applied in the same reload
+    gw.write_config()
+    done = gw.cli("reload")
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = (f"state_dir: changed in the file but needs a restart (dakia-master upgrade); "
+            f"still {old_state_dir}")
+    assert line in done.stdout.splitlines()
+    # The master still publishes where it runs; the CLI finds it and its workers.
+    assert os.path.exists(os.path.join(old_state_dir, "config", "v2.json"))
+    assert not os.path.exists(os.path.join(gw.config["state_dir"], "config"))
+    status = gw.cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["master"]["pid"] == gw.master_pid
+    wait_until(lambda: [w["config_version"] for w in json.loads(gw.cli("status", "--json")
+                                                                .stdout)["workers"]] == [2],
+               10, "the worker on v2")
+    assert sorted(w["pid"] for w in report["workers"]) == pids
+    assert requests.get(gw.url + "/json-now", timeout=5).status_code == 200
+    assert json.loads(_line_for(gw.config["access_log"], "/json-now"))["status"] == 200
+
+
+def test_upgrade_applies_a_changed_pid_file(upstreams, gateways):
+    """What the restart-only notice advises works: the new master writes the new pid file."""
+    up = upstreams()
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}])
+    old_master = gw.master_pid
+    old_pid_file = gw.config["pid_file"]
+    gw.config["pid_file"] = os.path.join(gw.tmp, "moved.pid")
+    gw.write_config()
+    assert gw.cli("reload").returncode == 0
+    result = gw.cli("upgrade", timeout=90)
+    new_master = pidfile.read(gw.config["pid_file"])
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert new_master is not None and new_master != old_master
+        assert gw.process is not None and gw.process.wait(15) == 0
+        assert not os.path.exists(old_pid_file)
+        assert not os.path.exists(old_pid_file + ".oldbin")
+        assert requests.get(gw.url + "/", timeout=5).status_code == 200
+        done = gw.cli("reload")
+        assert done.returncode == 0 and "pid_file" not in done.stdout, done.stdout
+    finally:
+        stop = gw.cli("stop")
+    assert stop.returncode == 0, stop.stderr
