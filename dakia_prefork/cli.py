@@ -12,10 +12,13 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from . import __version__
 from .config import ConfigError, load
+from .config.model import Settings
+from .config.store import ConfigStore
 from .master import pidfile
 from .master.checks import runtime_errors
 
@@ -70,14 +73,15 @@ def cmd_start(args: argparse.Namespace) -> int:
         return _fail("not started: the configuration cannot run in this version")
     if args.workers is not None and args.workers < 1:
         return _fail("--workers must be at least 1")
-    running = pidfile.read(config["pid_file"])
+    running = find_master(config)
     if running is not None:
-        return _fail(f"already running (pid {running}, {config['pid_file']})")
+        return _fail(f"already running (pid {running.pid}, {running.pid_file})")
     from .logs import setup_logging
     from .master.arbiter import Master, StartError
 
+    settings = Settings.from_config(config)
     try:
-        setup_logging(config)
+        setup_logging(settings)
     except OSError as exc:
         return _fail(f"error_log: cannot open {config['error_log']}: {exc.strerror or exc}")
     ready_w = -1
@@ -100,7 +104,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             os._exit(0)
         _detach_stdio()
     try:
-        master = Master(os.path.abspath(args.config), config, args.workers, ready_fd=ready_w)
+        master = Master(os.path.abspath(args.config), config, args.workers, ready_fd=ready_w,
+                        settings=settings)
         master.setup()
     except StartError as exc:
         if ready_w >= 0:
@@ -139,11 +144,52 @@ def _detach_stdio() -> None:
     os.close(devnull)
 
 
-def _running_master(args: argparse.Namespace) -> tuple[dict[str, Any] | None, int | None]:
+@dataclass(frozen=True)
+class RunningMaster:
+    """A live master as the CLI found it: its pid, and the restart-only paths it runs with
+    (the file may name others since: see config/model.py RESTART_ONLY)."""
+
+    pid: int
+    pid_file: str
+    state_dir: str
+
+
+def find_master(config: dict[str, Any]) -> RunningMaster | None:
+    """The running master of ``config``, or None.
+
+    Found through the pid file the config names or, when that holds no live master,
+    through the pid file the master runs with: ``pid_file`` is restart-only, so after the
+    file changed it the master still runs with the one its newest published version
+    (under ``state_dir``) records. When the file changed ``state_dir``, the master's
+    reload result there names the one it runs with.
+    """
+    pid_file = config["pid_file"]
+    state_dir = config["state_dir"]
+    pid = pidfile.read(pid_file)
+    if pid is None:
+        store = ConfigStore(state_dir)
+        try:
+            latest = store.latest()
+            recorded = store.read(latest)["pid_file"] if latest else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(recorded, str) or recorded == pid_file:
+            return None
+        pid, pid_file = pidfile.read(recorded), recorded
+        if pid is None:
+            return None
+    result = _last_reload(state_dir)
+    if result.get("master") == pid and isinstance(result.get("state_dir"), str):
+        state_dir = result["state_dir"]
+    return RunningMaster(pid, pid_file, state_dir)
+
+
+def _running_master(args: argparse.Namespace) -> tuple[dict[str, Any] | None,
+                                                        RunningMaster | None]:
     config, _code = _load(args.config, quiet_notices=True)
     if config is None:
         return None, None
-    return config, pidfile.read(config["pid_file"])
+    return config, find_master(config)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -156,11 +202,12 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 def _cmd_stop(args: argparse.Namespace, sig: int, wait: float) -> int:
-    config, pid = _running_master(args)
+    config, running = _running_master(args)
     if config is None:
         return 1
-    if pid is None:
+    if running is None:
         return _fail(f"not running (no live pid in {config['pid_file']})")
+    pid = running.pid
     os.kill(pid, sig)
     if args.no_wait:
         return 0
@@ -176,8 +223,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_quit(args: argparse.Namespace) -> int:
     config, _ = _running_master(args)
-    grace = float(config.get("graceful_timeout", 30)) if config else 30.0
-    return _cmd_stop(args, signal.SIGQUIT, grace + 10.0)
+    if config is None:
+        return 1
+    return _cmd_stop(args, signal.SIGQUIT, float(config["graceful_timeout"]) + 10.0)
 
 
 def _last_reload(state_dir: str) -> dict[str, Any]:
@@ -189,7 +237,7 @@ def _last_reload(state_dir: str) -> dict[str, Any]:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    config, pid = _running_master(args)
+    config, running = _running_master(args)
     if config is None:
         return _fail("reload refused: the configuration is invalid; nothing changed")
     problems = runtime_errors(config)
@@ -197,8 +245,11 @@ def cmd_reload(args: argparse.Namespace) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return _fail("reload refused: the configuration cannot run; nothing changed")
-    if pid is None:
+    if running is None:
         return _fail(f"not running (no live pid in {config['pid_file']})")
+    pid = running.pid
+    # The master writes its verdict in its state_dir and, when the file names another
+    # one (a restart-only change), there too: the file's is always where to look.
     before = _last_reload(config["state_dir"]).get("at", 0)
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + 30.0
@@ -207,6 +258,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
         if result.get("master") == pid and result.get("at", 0) > before:
             if result["ok"]:
                 print(f"reloaded: master {pid} serves config v{result['version']}")
+                # Settings the file changes that the master kept (restart-only ones).
+                for change in result.get("not_applied", []):
+                    print(change["line"])
                 return 0
             for error in result["errors"]:
                 print(error, file=sys.stderr)
@@ -217,14 +271,18 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     """USR2, wait for the new master to serve, then QUIT the old one (nginx's sequence)."""
-    config, old = _running_master(args)
+    config, _code = _load(args.config, quiet_notices=True)
     if config is None:
         return _fail("upgrade refused: the configuration is invalid, a new master could "
                      "not start on it; nothing changed")
-    if old is None:
+    found = find_master(config)
+    if found is None:
         return _fail(f"not running (no live pid in {config['pid_file']})")
-    pid_file = config["pid_file"]
-    oldbin = pid_file + ".oldbin"
+    # The old master moves its own pid file; the new one writes the file's (they differ
+    # when the file changed pid_file, which only an upgrade or a restart applies).
+    old, running_pid_file = found.pid, found.pid_file
+    new_pid_file = config["pid_file"]
+    oldbin = running_pid_file + ".oldbin"
     if pidfile.read(oldbin) is not None:
         return _fail(f"an upgrade is already in progress ({oldbin} exists)")
     os.kill(old, signal.SIGUSR2)
@@ -240,12 +298,13 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         if not pidfile.alive(old):
             return _fail(f"master {old} exited during the upgrade; see its error log")
         seen_oldbin = seen_oldbin or pidfile.read(oldbin) == old
-        current = pidfile.read(pid_file)
+        current = pidfile.read(new_pid_file)
         if current is not None and current != old:
             new = current
             if status_report(config, new)["master"].get("ready"):
                 break
-        elif seen_oldbin and current == old and not os.path.exists(oldbin):
+        elif (seen_oldbin and pidfile.read(running_pid_file) == old
+              and not os.path.exists(oldbin)):
             return _fail(f"the new master failed to start (see the error log); master {old} "
                          "keeps serving and the pid file is restored")
         elif not seen_oldbin and time.monotonic() - started > 5.0:
@@ -253,7 +312,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         time.sleep(0.05)
     print(f"new master {new} is serving; stopping the old master {old} gracefully")
     os.kill(old, signal.SIGQUIT)
-    grace = float(config.get("graceful_timeout", 30)) + 10.0
+    grace = float(config["graceful_timeout"]) + 10.0
     if not _wait_gone(old, grace):
         return _fail(f"old master {old} still running after {grace:.0f}s")
     print(f"upgraded: master {old} -> {new}")
@@ -289,16 +348,17 @@ def status_report(config: dict[str, Any], pid: int) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config, pid = _running_master(args)
+    config, running = _running_master(args)
     if config is None:
         return 1
-    if pid is None:
+    if running is None:
         if args.json:
             print(json.dumps({"running": False}))
         else:
             print(f"dakia-master is not running (pid file {config['pid_file']})")
         return 3
-    report = status_report(config, pid)
+    pid = running.pid
+    report = status_report({**config, "state_dir": running.state_dir}, pid)
     if args.json:
         print(json.dumps({"running": True, **report}, indent=2))
         return 0

@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ConfigError, load
+from ..config.model import NotApplied, Settings, keeping_running, restart_only_changes
 from ..config.store import ConfigStore
-from ..logs import reopen_logs
+from ..logs import reopen_logs, setup_logging
 from ..shm.control import MAX_SLOTS, ControlBlock
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
@@ -90,19 +91,32 @@ class _Listeners:
     retired: list[Listener] = field(default_factory=list)
 
 
+@dataclass
+class _Reload:
+    """What a reload did: the errors that refused it, or the settings it did not apply."""
+
+    errors: list[str] = field(default_factory=list)
+    not_applied: list[NotApplied] = field(default_factory=list)
+    file_state_dir: str | None = None        # the state_dir the file names
+
+
 class Master:
     def __init__(self, config_path: str, config: dict[str, Any],
-                 workers_override: int | None = None, ready_fd: int = -1) -> None:
+                 workers_override: int | None = None, ready_fd: int = -1,
+                 settings: Settings | None = None) -> None:
         self.config_path = config_path
         self.ready_fd = ready_fd          # `start --daemon` waits on it for "ok"
+        # The published config (what workers load) and its typed settings, always a pair.
         self.config = config
+        self.settings = settings if settings is not None else Settings.from_config(config)
         self.workers_override = workers_override
-        self.slots = workers_override or _resolve_workers(config.get("workers", "auto"))
+        self.slots = workers_override or _resolve_workers(self.settings.workers)
         if self.slots > MAX_WORKERS:
             raise StartError(f"workers: at most {MAX_WORKERS}")
         self.pid = os.getpid()
-        self.state_dir = config["state_dir"]
-        self.pid_file = config["pid_file"]
+        # Restart-only (config/model.py RESTART_ONLY): fixed for this master's life.
+        self.state_dir = self.settings.state_dir
+        self.pid_file = self.settings.pid_file
         self.store = ConfigStore(self.state_dir)
         self.workers: dict[int, WorkerProc] = {}
         self.free_records = list(range(MAX_SLOTS - 1, -1, -1))
@@ -128,7 +142,10 @@ class Master:
     def setup(self) -> None:
         """Everything before the first fork; raises StartError with a clear message."""
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        _check_log_file(self.config.get("access_log", "stdout"), "access_log")
+        try:
+            _check_log_file(self.settings.access_log, "access_log")
+        except OSError as exc:
+            raise StartError(str(exc)) from None
         for name in sweep_stale(self.state_dir):
             log.info("removed stale shared-memory segment %s", name)
         inherited = inherited_sockets(os.environ)   # type: ignore[arg-type]
@@ -144,7 +161,7 @@ class Master:
         self.control = ControlBlock(self.segments.control)
         self.node_stats = NodeStats(self.segments.nodes)
         self.control.initialise(self.pid)
-        self.version = self.store.write(self.config, int(self.config.get("keep_versions", 10)))
+        self.version = self.store.write(self.config, self.settings.keep_versions)
         self.control.publish_version(self.version)
         try:
             pidfile.write(self.pid_file, self.pid)
@@ -303,19 +320,21 @@ class Master:
                 listener.close()
         self.listeners.retired = keep
 
-    def _resize(self, slots: int) -> None:
+    def _resize(self, slots: int) -> str | None:
+        """Aim for ``slots`` workers (TTIN, TTOU, a reload); None, or why it cannot."""
         if not 1 <= slots <= MAX_WORKERS:
             log.warning("worker count stays %d (allowed: 1..%d)", self.slots, MAX_WORKERS)
-            return
+            return f"the master allows 1..{MAX_WORKERS}"
         try:
             for listener in self.listeners.current.values():
                 listener.grow(slots)
         except BindError as exc:
             log.error("cannot grow to %d workers: %s", slots, exc)
-            return
+            return f"the master cannot grow its listeners ({exc})"
         log.info("workers: %d -> %d", self.slots, slots)
         self.slots = slots
         self.generation += 1
+        return None
 
     # -- workers -------------------------------------------------------------------------
     def _spawn(self, slot: int, assignment: Assignment) -> None:
@@ -404,8 +423,7 @@ class Master:
     def _supervise_checker(self, now: float) -> None:
         if self.checker is not None or now < self.checker_not_before:
             return
-        if not any(u.get("health_check") for g in self.config["gateways"]
-                   for u in g["upstreams"]):
+        if not self.settings.has_health_checks:
             return
         pid = os.fork()
         if pid == 0:
@@ -457,8 +475,8 @@ class Master:
 
     def _check_health(self) -> None:
         """Kill workers that stopped heart-beating, or drain for longer than allowed."""
-        timeout = float(self.config.get("worker_timeout", 30))
-        drain_limit = float(self.config.get("graceful_timeout", 30)) + _STOP_GRACE_AFTER_TERM
+        timeout = self.settings.worker_timeout
+        drain_limit = self.settings.graceful_timeout + _STOP_GRACE_AFTER_TERM
         now = time.time()
         mono = time.monotonic()
         for worker in list(self.workers.values()):
@@ -479,17 +497,33 @@ class Master:
 
     # -- reload --------------------------------------------------------------------------
     def reload(self) -> None:
-        """Re-read the source file; publish it if valid, else change nothing."""
+        """Re-read the source file; publish it if valid, else change nothing.
+
+        The verdict goes to ``state_dir/last_reload.json``, where ``dakia-master reload``
+        waits for it; also to the state_dir the file names when that differs (a
+        restart-only change the CLI, reading the file, looks for there).
+        """
         sdnotify.notify("RELOADING=1")
         try:
-            errors = self._reload()
+            outcome = self._reload()
         finally:
             sdnotify.notify(f"READY=1\nSTATUS=serving config v{self.version}")
-        result = {"master": self.pid, "at": time.time(), "ok": not errors,
-                  "version": self.version, "errors": errors}
-        _write_json(os.path.join(self.state_dir, "last_reload.json"), result)
+        result = {"master": self.pid, "at": time.time(), "ok": not outcome.errors,
+                  "version": self.version, "errors": outcome.errors,
+                  # Where this master runs, whatever the file says now (restart-only).
+                  "pid_file": self.pid_file, "state_dir": self.state_dir,
+                  "not_applied": [change.as_dict() for change in outcome.not_applied]}
+        directories = [self.state_dir]
+        if outcome.file_state_dir not in (None, self.state_dir):
+            directories.append(outcome.file_state_dir)
+        for directory in directories:
+            try:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                _write_json(os.path.join(directory, "last_reload.json"), result)
+            except OSError as exc:
+                log.error("reload: cannot write the result in %s: %s", directory, exc)
 
-    def _reload(self) -> list[str]:
+    def _reload(self) -> _Reload:
         try:
             config, notices = load(self.config_path)
             errors = runtime_errors(config)
@@ -497,27 +531,59 @@ class Master:
                 raise ConfigError(errors)
         except ConfigError as exc:
             log.error("reload refused, nothing changed:\n%s", exc)
-            return exc.errors
+            return _Reload(errors=exc.errors)
         for notice in notices:
             log.info("notice: %s", notice)
-        for key in ("state_dir", "pid_file"):
-            if config[key] != self.config[key]:
-                log.warning("reload: %s changes only at the next start", key)
-                config[key] = self.config[key]
+        loaded = Settings.from_config(config)
+        outcome = _Reload(file_state_dir=loaded.state_dir)
+        restart_only = restart_only_changes(self.settings, loaded)
+        settings = keeping_running(config, loaded, restart_only)
+        outcome.not_applied.extend(restart_only)
+        try:
+            # Opened and closed here so that a log the workers could not open refuses the
+            # reload instead of leaving every worker on the old version.
+            _check_log_file(settings.access_log, "access_log")
+            _check_log_file(settings.error_log, "error_log")
+        except OSError as exc:
+            log.error("reload refused, nothing changed: %s", exc)
+            outcome.errors.append(str(exc))
+            return outcome
         try:
             self._apply_listeners(specs_of(config))
         except BindError as exc:
             log.error("reload refused, nothing changed: %s", exc)
-            return [f"bind_addresses: cannot listen: {exc}"]
-        if self.workers_override is None:
-            slots = _resolve_workers(config.get("workers", "auto"))
-            if slots != self.slots:
-                self._resize(slots)
+            outcome.errors.append(f"bind_addresses: cannot listen: {exc}")
+            return outcome
+        outcome.not_applied.extend(self._apply_workers(settings))
+        try:
+            setup_logging(settings)
+        except OSError as exc:
+            log.error("error_log: cannot open %s: %s; logging where it did",
+                      settings.error_log, exc.strerror or exc)
         self.config = config
-        self.version = self.store.write(config, int(config.get("keep_versions", 10)))
+        self.settings = settings
+        self.version = self.store.write(config, settings.keep_versions)
         self.control.publish_version(self.version)
         self._signal_workers(signal.SIGHUP)
+        for change in outcome.not_applied:
+            log.warning("reload: %s", change.line())
         log.info("reload: published config v%d", self.version)
+        return outcome
+
+    def _apply_workers(self, settings: Settings) -> list[NotApplied]:
+        """Follow a changed ``workers`` as TTIN/TTOU would, unless ``start --workers``
+        fixed the count; what could not be applied."""
+        if self.workers_override is not None:
+            if settings.workers == self.settings.workers:
+                return []
+            return [NotApplied("workers", settings.workers, self.slots,
+                               f"start --workers {self.workers_override} fixes the count")]
+        slots = _resolve_workers(settings.workers)
+        if slots == self.slots:
+            return []
+        problem = self._resize(slots)
+        if problem is not None:
+            return [NotApplied("workers", settings.workers, self.slots, problem)]
         return []
 
     def _apply_listeners(self, specs: list[ListenerSpec]) -> None:
@@ -598,7 +664,7 @@ class Master:
             # NotifyAccess=all, STOPPING=1 from the old master would stop the new one too.
             sdnotify.notify("STOPPING=1")
         if graceful:
-            wait = float(self.config.get("graceful_timeout", 30)) + _STOP_GRACE_AFTER_TERM
+            wait = self.settings.graceful_timeout + _STOP_GRACE_AFTER_TERM
             log.info("graceful stop: draining workers (up to %.0fs)", wait)
             self._signal_workers(signal.SIGQUIT)
         else:
@@ -623,13 +689,14 @@ class Master:
 
 
 def _check_log_file(path: str, key: str) -> None:
-    """Fail at start, not in every worker, when a log file cannot be opened for appending."""
+    """Fail at start or reload, not in every worker, when a log file cannot be opened for
+    appending; raises OSError whose message names the setting."""
     if path in ("stdout", "stderr", "off"):
         return
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
     except OSError as exc:
-        raise StartError(f"{key}: cannot open {path}: {exc.strerror or exc}") from None
+        raise OSError(f"{key}: cannot open {path}: {exc.strerror or exc}") from None
 
 
 def _resolve_workers(value: Any) -> int:

@@ -3,6 +3,10 @@
 Lines are buffered in memory and written by ``flush()``, which the worker calls from a
 timer greenlet (every 200 ms) and when the buffer passes 64 KiB, so a busy worker makes one
 write per batch instead of one per request. ``reopen()`` is for log rotation (USR1).
+
+One ``AccessLog`` serves a target and a format; a reload that changes either gives the new
+``Runtime`` a new one (``for_settings``), and the worker closes the old one once it has
+swapped (``close`` flushes first, so no line is lost).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import json
 import os
 import time
 
+from ..config.model import Settings
 from ..message.heads import RequestHead
 
 _FLUSH_AT = 65536
@@ -33,6 +38,23 @@ class AccessLog:
         self._stamp_second = -1
         self._stamp = ""
         self.reopen()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> AccessLog:
+        return cls(settings.access_log, settings.access_log_format)
+
+    def matches(self, settings: Settings) -> bool:
+        """Whether this log is the one ``settings`` asks for (same target and format)."""
+        return (self.target == settings.access_log
+                and self.json == (settings.access_log_format == "json"))
+
+    def close(self) -> None:
+        """Flush, then close the file (never stdout)."""
+        self.flush()
+        self.enabled = False
+        if self._fd > 2:
+            os.close(self._fd)
+        self._fd = -1
 
     def reopen(self) -> None:
         if not self.enabled:

@@ -1,89 +1,109 @@
-"""The routing state of one config version, built off to the side and swapped in whole.
+"""Everything a worker serves one config version with, built off to the side and swapped in whole.
 
-A ``Runtime`` is immutable once built: a request holds the one it started with, so a reload
-that swaps ``WorkerContext.runtime`` never changes the rules under a request in flight.
+A ``Runtime`` carries the version's typed ``Settings`` (config/model.py: limits, timeouts,
+logs, every other setting) and what is built from them: each gateway's router, upstreams
+(nodes, balancer) and interceptor chain, the HTTP engine new connections parse with, and
+the access log requests are written to. It is immutable once built: a request holds the one
+it started with, and ``Worker`` replaces ``WorkerContext.runtime`` in one assignment on
+reload, so no request ever sees the settings of one version with the rules of another.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..balance import Balancer, PassiveHealth, make_balancer
-from ..http.upstream import DEFAULT_RESOLVE_TTL, Address, Node, tls_for
+from ..config.model import GatewaySettings, Limits, NodeSettings, Settings, UpstreamSettings
+from ..http.engines import Engine, select_engine
+from ..http.upstream import Address, Node, tls_for
 from ..interceptors import Chain, build_chain
 from ..interceptors.resources import Resources
 from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
 from ..shm.nodestats import NodeStats
+from .accesslog import AccessLog
 
 
-def node_address(address: dict[str, Any]) -> Address:
+def node_address(address: Mapping[str, Any]) -> Address:
     if "unix" in address:
         return ("unix", address["unix"], 0)
     return ("tcp", address["host"], int(address["port"]))
 
 
-def build_nodes(spec: dict[str, Any]) -> list[Node]:
-    """The nodes of one upstream's config, TLS contexts and all (the health checker builds
-    its own the same way)."""
-    ttl = float(spec.get("resolve_ttl", DEFAULT_RESOLVE_TTL))
-    nodes = []
-    for entry in spec["upstream_nodes"]:
-        address = node_address(entry["address"])
-        tls = None
-        if entry.get("tls"):
-            tls = tls_for(address, entry.get("sni"), entry.get("tls_verify", True),
-                          entry.get("ca_file"), entry.get("client_cert"),
-                          entry.get("client_key"))
-        nodes.append(Node(address, entry.get("weight", 1), tls, ttl))
-    return nodes
+def nodes_of(upstream: UpstreamSettings) -> list[Node]:
+    """The nodes of one upstream, TLS contexts and all."""
+    return [_node(entry, upstream.resolve_ttl) for entry in upstream.nodes]
+
+
+def _node(entry: NodeSettings, resolve_ttl: float) -> Node:
+    tls = None
+    if entry.tls:
+        tls = tls_for(entry.address, entry.sni, entry.tls_verify, entry.ca_file,
+                      entry.client_cert, entry.client_key)
+    return Node(entry.address, entry.weight, tls, resolve_ttl)
+
+
+def build_nodes(spec: Mapping[str, Any]) -> list[Node]:
+    """The nodes of one upstream's normalised config (the health checker builds its own
+    the same way as the workers)."""
+    return nodes_of(UpstreamSettings.from_config(spec))
 
 
 class UpstreamRuntime:
-    __slots__ = ("name", "nodes", "balancer", "key_kind", "connect_timeout", "read_timeout",
-                 "write_timeout", "idle_timeout", "retries")
+    __slots__ = ("settings", "name", "nodes", "balancer", "key_kind", "connect_timeout",
+                 "read_timeout", "write_timeout", "idle_timeout", "retries")
 
-    def __init__(self, gateway: str, spec: dict[str, Any], counters: CounterTable | None,
+    def __init__(self, gateway: str, settings: UpstreamSettings, counters: CounterTable | None,
                  node_stats: NodeStats | None = None) -> None:
-        self.name = spec["name"]
-        self.nodes = build_nodes(spec)
-        algorithm = spec.get("traffic_distribution_policy", {}).get(
-            "node_selection_algorithm", "round_robin")
-        passive = spec.get("passive_health", {})
+        self.settings = settings
+        self.name = settings.name
+        self.nodes = nodes_of(settings)
+        passive = settings.passive_health
         self.balancer: Balancer = make_balancer(
-            algorithm, f"{gateway}/{self.name}", self.nodes, counters, node_stats,
-            passive=PassiveHealth(int(passive.get("max_failures", 3)),
-                                  float(passive.get("eject_seconds", 10))),
-            active_health=spec.get("health_check") is not None)
+            settings.node_selection_algorithm, f"{gateway}/{self.name}", self.nodes, counters,
+            node_stats, passive=PassiveHealth(passive.max_failures, passive.eject_seconds),
+            active_health=settings.health_check is not None)
         self.key_kind = self.balancer.key_kind
-        timeouts = spec.get("timeouts", {})
-        self.connect_timeout = float(timeouts.get("connect", 5))
-        self.read_timeout = float(timeouts.get("read", 60))
-        self.write_timeout = float(timeouts.get("write", 60))
-        self.idle_timeout = float(timeouts.get("idle", 60))
-        self.retries = int(spec.get("retries", 1))
+        # Flat copies of the timeouts: the request path reads them on every request.
+        timeouts = settings.timeouts
+        self.connect_timeout = timeouts.connect
+        self.read_timeout = timeouts.read
+        self.write_timeout = timeouts.write
+        self.idle_timeout = timeouts.idle
+        self.retries = settings.retries
 
 
 class GatewayRuntime:
-    __slots__ = ("name", "router", "hosts", "upstreams", "interceptors")
+    __slots__ = ("settings", "name", "router", "hosts", "upstreams", "interceptors")
 
-    def __init__(self, index: int, spec: dict[str, Any], counters: CounterTable | None,
+    def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
                  node_stats: NodeStats | None = None) -> None:
-        self.name = spec["name"]
+        self.settings = settings
+        self.name = settings.name
+        spec: dict[str, Any] = dict(settings.spec)
         self.router = GatewayRouter(spec)
         self.hosts = self.router.hosts
-        self.upstreams = {u["name"]: UpstreamRuntime(self.name, u, counters, node_stats)
-                          for u in spec["upstreams"]}
-        self.interceptors: Chain | None = build_chain(spec, self.router.filters,
+        self.upstreams = {u.name: UpstreamRuntime(self.name, u, counters, node_stats)
+                          for u in settings.upstreams}
+        self.interceptors: Chain | None = build_chain(spec, dict(self.router.filters),
                                                       f"gateways[{index}]", resources)
 
 
 class Runtime:
-    __slots__ = ("version", "gateways")
+    """One config version as a worker serves it. ``limits`` is ``settings.limits``."""
 
-    def __init__(self, version: int, config: dict[str, Any],
-                 counters: CounterTable | None, resources: Resources | None = None,
-                 node_stats: NodeStats | None = None) -> None:
+    __slots__ = ("version", "settings", "limits", "gateways", "engine", "access_log")
+
+    def __init__(self, version: int, settings: Settings, counters: CounterTable | None,
+                 resources: Resources | None = None, node_stats: NodeStats | None = None, *,
+                 access_log: AccessLog | None = None) -> None:
         self.version = version
-        self.gateways = {g["name"]: GatewayRuntime(i, g, counters, resources, node_stats)
-                         for i, g in enumerate(config["gateways"])}
+        self.settings = settings
+        self.limits: Limits = settings.limits
+        self.engine: Engine = select_engine(settings.http_parser)
+        self.gateways = {g.name: GatewayRuntime(i, g, counters, resources, node_stats)
+                         for i, g in enumerate(settings.gateways)}
+        # Opened last: nothing above can fail and leave a descriptor behind.
+        self.access_log = access_log if access_log is not None else AccessLog.for_settings(
+            settings)

@@ -14,22 +14,20 @@ from typing import Any, cast
 
 import gevent
 import gevent.event
-import gevent.pool
 
+from ..config.model import Settings
 from ..config.store import ConfigStore
-from ..http.engines import select_engine
 from ..http.connection import DownstreamConnection
 from ..http.fetch import connect_node, fetch
 from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
-from ..logs import reopen_logs
+from ..logs import reopen_logs, setup_logging
 from ..shm.control import STATE_DRAINING, STATE_READY, ControlBlock
 from ..shm.buckets import BucketTable
 from ..shm.counters import CounterTable
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
-from .accesslog import AccessLog
-from .context import Limits, ListenerInfo, WorkerContext
+from .context import ListenerInfo, WorkerContext
 from .runtime import Runtime
 
 log = logging.getLogger("dakia.worker")
@@ -65,24 +63,33 @@ class Worker:
         self.buckets = BucketTable(segments.buckets, pause=_yield)
         # What interceptors may use: only a worker has these (interceptors/resources.py).
         self.resources = Resources(buckets=self.buckets, fetch=fetch, connect=connect_node)
-        self.store = ConfigStore(config["state_dir"])
-        self.graceful_timeout = float(config.get("graceful_timeout", 30))
+        settings = Settings.from_config(config)
+        # state_dir is restart-only (config/model.py): the store stays where it is.
+        self.store = ConfigStore(settings.state_dir)
         self.listeners = [(socket.socket(s.family, s.type, fileno=s.detach()), info)
                           for s, info in listeners]
-        runtime = Runtime(version, config, self.counters, self.resources, self.node_stats)
+        runtime = self._build(version, settings, None)
         self.ctx = WorkerContext(
-            engine=select_engine(config.get("http_parser", "auto")),
-            limits=Limits.from_config(config),
             runtime=runtime,
-            pool=UpstreamPool(int(config["upstream_keepalive_pool_size"])),
-            access_log=AccessLog(config.get("access_log", "stdout"),
-                                 config.get("access_log_format", "combined")),
+            pool=UpstreamPool(settings.upstream_keepalive_pool_size),
             # Host names of upstream nodes, cached for the worker's life (across reloads).
             resolver=Resolver(spawn=gevent.spawn))
         self.connections: set[DownstreamConnection] = set()
-        self.pool = gevent.pool.Pool(self.ctx.limits.max_connections)
+        # Open connections, bounded by limits.max_connections of the current version.
+        self.active = 0
+        self._room = gevent.event.Event()
+        self._room.set()
         self.stopped = gevent.event.Event()
         self.code = 0
+
+    def _build(self, version: int, settings: Settings, current: Runtime | None) -> Runtime:
+        """The runtime of ``settings``; it keeps ``current``'s access log when the new
+        version names the same one (same file, same format: buffered lines stay in order)."""
+        access_log = None
+        if current is not None and current.access_log.matches(settings):
+            access_log = current.access_log
+        return Runtime(version, settings, self.counters, self.resources, self.node_stats,
+                       access_log=access_log)
 
     # -- lifecycle -----------------------------------------------------------------------
     def serve(self) -> int:
@@ -126,7 +133,7 @@ class Worker:
         for lsock, _info in self.listeners:
             # Only our copy: the master keeps the socket open, queued connections survive.
             lsock.close()
-        deadline = time.monotonic() + self.graceful_timeout
+        deadline = time.monotonic() + ctx.runtime.settings.graceful_timeout
         # A keep-alive client that is still sending gets ``Connection: close`` on its next
         # response and leaves on its own. Only connections seen idle (no new request) for
         # _DRAIN_IDLE_CLOSE are closed here: closing one the instant its response went out
@@ -156,7 +163,8 @@ class Worker:
     # -- accepting -----------------------------------------------------------------------
     def _accept_loop(self, lsock: socket.socket, info: ListenerInfo) -> None:
         tcp = lsock.family in (socket.AF_INET, socket.AF_INET6)
-        spawn = self.pool.spawn
+        room = self._room
+        ctx = self.ctx
         while True:
             try:
                 sock, addr = lsock.accept()
@@ -167,28 +175,44 @@ class Worker:
                     continue
                 if exc.errno in (errno.ECONNABORTED, errno.EAGAIN, errno.EPROTO):
                     continue
-                if self.ctx.draining:
+                if ctx.draining:
                     return
                 raise
             if tcp:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            spawn(self._serve_connection, sock, peer_address(addr), info)
+            # limits.max_connections of the version current now (a reload may have lowered
+            # it while we waited in accept): when full, this connection waits, unanswered,
+            # until one closes or a reload raises the limit; nothing more is accepted.
+            try:
+                while self.active >= ctx.runtime.limits.max_connections:
+                    room.clear()
+                    room.wait()
+            except BaseException:           # killed by a drain while waiting
+                sock.close()
+                raise
+            self.active += 1
+            gevent.spawn(self._serve_connection, sock, peer_address(addr), info)
 
     def _serve_connection(self, sock: socket.socket, peer: str, info: ListenerInfo) -> None:
-        conn = DownstreamConnection(self.ctx, sock, peer, info)
-        self.connections.add(conn)
         try:
-            conn.run()
-            if conn.linger:
-                _linger_close(sock)
-        except Exception:  # noqa: BLE001 - one bad connection must never take the worker down
-            log.exception("connection from %s failed", peer or "unix socket")
-        finally:
-            self.connections.discard(conn)
+            conn = DownstreamConnection(self.ctx, sock, peer, info)
+            self.connections.add(conn)
             try:
-                sock.close()
-            except OSError:
-                pass
+                conn.run()
+                if conn.linger:
+                    _linger_close(sock)
+            except Exception:  # noqa: BLE001 - one bad connection must never take the worker down
+                log.exception("connection from %s failed", peer or "unix socket")
+            finally:
+                self.connections.discard(conn)
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        finally:
+            self.active -= 1
+            if not self._room.is_set():
+                self._room.set()
 
     # -- periodic work -------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
@@ -206,25 +230,40 @@ class Worker:
     def _check_version(self) -> None:
         """Swap to the published config version if it is newer than ours."""
         published = self.control.config_version
-        if published <= self.ctx.runtime.version:
+        current = self.ctx.runtime
+        if published <= current.version:
             return
         try:
-            config = self.store.read(published)
-            runtime = Runtime(published, config, self.counters, self.resources,
-                              self.node_stats)
+            settings = Settings.from_config(self.store.read(published))
+            runtime = self._build(published, settings, current)
         except Exception as exc:  # noqa: BLE001 - keep serving the version we have
             log.error("worker %d: cannot load config v%d, keeping v%d: %s", self.pid,
-                      published, self.ctx.runtime.version, exc)
+                      published, current.version, exc)
             return
         missing = {info.gateway for _sock, info in self.listeners} - set(runtime.gateways)
         if missing:
             # Our listeners moved to other gateways: the master is rolling us, and our
             # replacement serves the new version. Keep ours until we are told to drain.
+            if runtime.access_log is not current.access_log:
+                runtime.access_log.close()
             return
         self.ctx.runtime = runtime          # one assignment: requests in flight keep theirs
+        self._apply(current, runtime)
         self.control.set_config_version(self.record, published)
         log.info("worker %d now serves config v%d", self.pid, published)
 
+    def _apply(self, old: Runtime, new: Runtime) -> None:
+        """What a swap changes beyond the runtime itself: the worker's own resources."""
+        if new.access_log is not old.access_log:
+            old.access_log.close()          # flushed first: its last lines are kept
+        self.ctx.pool.max_idle = new.settings.upstream_keepalive_pool_size
+        if new.limits.max_connections > old.limits.max_connections:
+            self._room.set()                # acceptors waiting for room re-check the limit
+        try:
+            setup_logging(new.settings)
+        except OSError as exc:
+            log.error("worker %d: error_log: cannot open %s: %s; logging where it did",
+                      self.pid, new.settings.error_log, exc.strerror or exc)
 
 def _has_pending_bytes(sock: socket.socket) -> bool:
     timeout = sock.gettimeout()

@@ -8,6 +8,7 @@ import socket
 import gevent
 import pytest
 
+from dakia_prefork.config import validate
 from dakia_prefork.health.checker import CheckSpec, Checks, _read_status
 from dakia_prefork.shm import Segment
 from dakia_prefork.shm.nodestats import NodeStats
@@ -51,9 +52,12 @@ def stats(tmp_path):
 
 
 def config(check, ports=(1, 2)):
-    return {"gateways": [{"name": "gw", "upstreams": [{
-        "name": "app", "health_check": check,
+    """A normalised config (as the checker gets it from the store: defaults filled)."""
+    raw = {"gateways": [{"name": "gw", "bind_addresses": [{"host": "127.0.0.1", "port": 8080}],
+                         "upstreams": [{
+        "name": "app", "default": True, "health_check": check,
         "upstream_nodes": [{"address": {"host": "127.0.0.1", "port": p}} for p in ports]}]}]}
+    return validate(raw, base_dir="/")[0]
 
 
 def test_probes_follow_the_config_and_forget_what_is_no_longer_checked(stats):
