@@ -9,8 +9,9 @@ The loop here owns what lasts across requests (the stream, the parser, the count
 requests, whether the connection is idle); everything about one request lives in its
 ``Exchange`` (exchange.py).
 
-Timeouts are the client's limits of the config version the request runs under, read once
-per request (``self.limits``), so a reload reaches connections that are already open: the
+Each request runs on one config version (``Runtime``), read once when its head has arrived
+and handed to its exchange; its limits are the client's timeouts (``self.limits``), so a
+reload reaches connections that are already open: the
 header timeout while a head arrives, the keep-alive timeout between requests, the body
 timeout inside a body, the send timeout for every write. The socket's timeout is only set
 when it changes, which on a keep-alive connection is twice per request at most.
@@ -79,8 +80,12 @@ class DownstreamConnection:
             if event is CLOSED or not isinstance(event, RequestHead):
                 return
             self.requests += 1
+            # The request runs on the version current when its head arrived, limits and
+            # all, whatever a reload swaps in meanwhile.
+            runtime = ctx.runtime
+            self.limits = runtime.limits
             try:
-                keep_alive = Exchange(self, event).run()
+                keep_alive = Exchange(self, event, runtime).run()
             except ClientGone:
                 return
             except ProtocolError as exc:

@@ -5,8 +5,8 @@ Theory of operation
 An ``Exchange`` is made by the connection loop for each request head and holds everything
 about that request: the head, the routed ``Request``, the interceptor ``Run``, the upstream,
 the node of the current attempt, the body as it streams, the status and the byte count of
-the response. It reads the config version (``Runtime``) once, so a reload swapped in
-mid-flight never changes the rules under it.
+the response. It is given the config version (``Runtime``) it runs on, so a reload swapped
+in mid-flight never changes the rules under it.
 
 1. The Host is matched against the gateway's downstreams (400 for an invalid one, 404 for
    an unknown one), then the routers pick an upstream (404 if none); the request-side
@@ -50,7 +50,7 @@ from .upstream import Node, UpstreamConnection, open_connection
 
 if TYPE_CHECKING:
     from ..interceptors import Run
-    from ..worker.runtime import UpstreamRuntime
+    from ..worker.runtime import Runtime, UpstreamRuntime
     from .connection import DownstreamConnection
 
 log = logging.getLogger("dakia.proxy")
@@ -107,11 +107,12 @@ def _host_of(head: RequestHead) -> bytes:
 
 
 class Exchange:
-    __slots__ = ("conn", "ctx", "head", "started", "request", "run_", "head_at")
+    __slots__ = ("conn", "ctx", "runtime", "head", "started", "request", "run_", "head_at")
 
-    def __init__(self, conn: DownstreamConnection, head: RequestHead) -> None:
+    def __init__(self, conn: DownstreamConnection, head: RequestHead, runtime: Runtime) -> None:
         self.conn = conn
         self.ctx = conn.ctx
+        self.runtime = runtime              # the config version this request runs on
         self.head = head
         self.started = time.monotonic()
         self.request: Request | None = None
@@ -123,7 +124,7 @@ class Exchange:
         """Answer the request; return whether the connection may serve another."""
         head = self.head
         conn = self.conn
-        gateway = self.ctx.runtime.gateways[conn.listener.gateway]
+        gateway = self.runtime.gateways[conn.listener.gateway]
         raw_host = _host_of(head)
         host = normalise_host(raw_host.decode("latin-1")) if raw_host else ""
         if host is None:
@@ -376,7 +377,7 @@ class Exchange:
         run = self.run_
         conn = self.conn
         write = conn.write
-        reader = client.ResponseReader(uconn, ctx.engine, head.method,
+        reader = client.ResponseReader(uconn, self.runtime.engine, head.method,
                                        conn.limits.max_header_bytes, replayable)
         pending = reader.pending
         fill = reader.fill
