@@ -62,6 +62,8 @@ ATTRIBUTE_PARTS = ("path", "method", "scheme", "host", "remote_addr")
 HEADER_PREFIX = "header."
 QUERY_PREFIX = "query."
 HOST_HEADER = "header.host"
+HOST_PARTS = ("host", HOST_HEADER)
+"""The parts that read the (lower-case) host and compare case-insensitively."""
 
 # RFC 9110 token: the characters a header field name may contain.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -156,14 +158,14 @@ def _compile_spec(spec: Any, path: str) -> Predicate:
             if part in seen:
                 raise FilterError(key_path, f"part {part!r} is also given as {seen[part]!r}")
             seen[part] = key
-            is_host = part in ("host", HOST_HEADER)
+            is_host = part in HOST_PARTS
             tests.append(_on_part(_getter(part), _compile_condition(condition, key_path, is_host)))
     return _all_of(tests)
 
 
 def _getter(part: str) -> Getter:
     """How to read ``part`` (canonical) from a subject; None means the part is missing."""
-    if part in ("host", HOST_HEADER):
+    if part in HOST_PARTS:
         return lambda subject: subject.host or None
     if part == "remote_addr":
         return lambda subject: subject.remote_addr or None
@@ -299,6 +301,16 @@ OPERATORS: frozenset[str] = frozenset(_OPERATORS)
 
 
 # --- operands --------------------------------------------------------------------------
+
+def operand_text(operand: Any, fold: bool) -> str:
+    """The text a compiled filter compares a request value with, for one operand.
+
+    Exactly what ``$eq``, ``$in`` and ``$starts_with`` compare against (``fold`` for the
+    host parts), so code that indexes filters looks up the same keys. Raises
+    :class:`FilterError` for an operand that would not compile.
+    """
+    return _text(operand, "", fold)
+
 
 def _text(operand: Any, path: str, fold: bool) -> str:
     """An operand as the text a request value is compared with."""

@@ -1,13 +1,22 @@
-"""The routing state of one gateway: its hosts, its compiled filters and its routers."""
+"""The routing state of one gateway: its hosts, its compiled filters and its routers.
+
+Routers are tried in config order, first match wins; :mod:`.index` narrows the routers
+tried to those whose filters' path, host and method conditions the request meets.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from .conditions import necessary_conditions
 from .filters import Predicate, compile_filter
 from .hosts import HostMatcher
+from .index import RouteIndex
 from .subject import FilterSubject
+
+SCAN_UP_TO = 3
+"""Gateways with this many routers or fewer are scanned: cheaper than any index lookup."""
 
 
 class GatewayRouter:
@@ -18,6 +27,10 @@ class GatewayRouter:
     ``ValueError`` (or :class:`~dakia_prefork.routing.filters.FilterError`,
     :class:`~dakia_prefork.routing.hosts.HostPatternError`), never routes wrongly.
 
+    ``route()`` answers as trying every router in order would; beyond
+    :data:`SCAN_UP_TO` routers a :class:`~dakia_prefork.routing.index.RouteIndex` picks
+    the ones worth trying, so 1,000 routers cost about what one does.
+
     Attributes:
         name: the gateway's name.
         hosts: matcher for the gateway's downstream host patterns.
@@ -25,15 +38,17 @@ class GatewayRouter:
         default_upstream: the upstream marked ``default: true``, or None.
     """
 
-    __slots__ = ("name", "hosts", "filters", "default_upstream", "_routes")
+    __slots__ = ("name", "hosts", "filters", "default_upstream", "_routes", "_index")
 
     def __init__(self, gateway: Mapping[str, Any]) -> None:
         self.name: str = gateway["name"]
         self.hosts = HostMatcher(d["host"] for d in gateway.get("downstreams") or ())
         compiled: dict[str, Predicate] = {}
+        bodies: dict[str, Mapping[str, Any]] = {}
         for index, spec in enumerate(gateway.get("filters") or ()):
             body = {key: value for key, value in spec.items() if key != "name"}
             compiled[spec["name"]] = compile_filter(body, f"filters[{index}]")
+            bodies[spec["name"]] = body
         self.filters: Mapping[str, Predicate] = MappingProxyType(compiled)
         upstreams = [u["name"] for u in gateway.get("upstreams") or ()]
         self.default_upstream: str | None = next(
@@ -48,6 +63,9 @@ class GatewayRouter:
             routes.append((None if filter_name is None else compiled[filter_name],
                            router["upstream"]))
         self._routes = tuple(routes)
+        self._index = _index_of(
+            [None if router.get("filter") is None else bodies[router["filter"]]
+             for router in gateway.get("routers") or ()])
 
     def route(self, subject: FilterSubject) -> str | None:
         """The upstream for ``subject``: the first router whose filter holds.
@@ -55,9 +73,29 @@ class GatewayRouter:
         A router without a filter matches everything. A gateway without routers sends
         everything to its default upstream. None means no route (the caller answers 404).
         """
-        if not self._routes:
+        routes = self._routes
+        if not routes:
             return self.default_upstream
-        for matches, upstream in self._routes:
+        if self._index is None:
+            for matches, upstream in routes:
+                if matches is None or matches(subject):
+                    return upstream
+            return None
+        candidates = self._index.candidates(subject)
+        while candidates:
+            lowest = candidates & -candidates   # the first router still in the running
+            matches, upstream = routes[lowest.bit_length() - 1]
             if matches is None or matches(subject):
                 return upstream
+            candidates ^= lowest
         return None
+
+
+def _index_of(filters: list[Mapping[str, Any] | None]) -> RouteIndex | None:
+    """The index of routers with these filter specs (None: no filter), or None where a
+    scan is as good: few routers, or none with a condition the index can use."""
+    if len(filters) <= SCAN_UP_TO:
+        return None
+    index = RouteIndex([None if spec is None else necessary_conditions(spec)
+                        for spec in filters])
+    return index if index.indexed else None

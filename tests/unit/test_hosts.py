@@ -176,3 +176,20 @@ def test_first_duplicate_pattern_wins() -> None:
 def test_invalid_pattern_raises() -> None:
     with pytest.raises(HostPatternError):
         HostMatcher(["ok.example", "~(("])
+
+
+def test_a_thousand_hosts_answer_by_lookup_without_trying_the_regexes() -> None:
+    exact = [f"h{i}.example.com" for i in range(1000)]
+    wildcards = [f"*.w{i}.example.net" for i in range(1000)]
+    matcher = HostMatcher(["~.*\\.example\\.(com|net)", *exact, *wildcards])
+    tried: list[str] = []
+
+    def counting(host: str) -> None:
+        tried.append(host)
+    matcher._regexes = ((counting, "~spy"),)
+    assert matcher.match("h999.example.com") == "h999.example.com"
+    assert matcher.match("h0.example.com") == "h0.example.com"
+    assert matcher.match("a.b.w999.example.net") == "*.w999.example.net"
+    assert tried == []
+    assert matcher.match("h1000.example.com") is None
+    assert tried == ["h1000.example.com"]

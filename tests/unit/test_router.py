@@ -146,3 +146,31 @@ def test_unresolved_names_are_refused_not_routed() -> None:
         GatewayRouter(_normalised_gateway(routers=[{"upstream": "a", "filter": "nope"}]))
     with pytest.raises(ValueError, match="no upstream named 'default'"):
         GatewayRouter(_normalised_gateway(routers=[{"upstream": "default", "filter": None}]))
+
+
+def test_many_routers_from_a_validated_config_route_in_order() -> None:
+    # Enough routers for the index: normalised filter keys (ds.req., header names), the
+    # `default` alias, a router without a filter and an unindexable one keep their order.
+    router = gateway_router(UPSTREAMS + """
+routers:
+  - {upstream: payment, filter: pay}
+  - {upstream: search, filter: search_get}
+  - {upstream: payment, filter: api_host}
+  - {upstream: search, filter: regex}
+  - {upstream: payment, filter: exact}
+  - {upstream: default}
+  - {upstream: search, filter: pay}
+filters:
+  - {name: pay, ds.req.path: {$starts_with: /payment}}
+  - {name: search_get, req.path: {$starts_with: /search}, req.method: {$in: [GET, HEAD]}}
+  - {name: api_host, ds.req.header.Host: API.Example.com}
+  - {name: regex, path: {$matches: "^/s"}}
+  - {name: exact, path: /exact}
+""")
+    assert router.route(FakeSubject(path="/payment/1")) == "payment"
+    assert router.route(FakeSubject(path="/search", method="GET")) == "search"
+    assert router.route(FakeSubject(path="/search", method="POST")) == "search"   # regex
+    assert router.route(FakeSubject(path="/x", host="api.example.com")) == "payment"
+    assert router.route(FakeSubject(path="/x", host="API.example.com")) == "fallback"
+    assert router.route(FakeSubject(path="/exact")) == "payment"
+    assert router.route(FakeSubject(path="/exact/")) == "fallback"
