@@ -113,7 +113,7 @@ class ResponseReader:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 raise UpstreamFailed(504, "read timed out")
-            sock.settimeout(left)
+            self.conn.set_timeout(left)
         try:
             data = sock.recv(RECV_SIZE)
         except TimeoutError:
@@ -169,7 +169,7 @@ def request(conn: UpstreamConnection, engine: Engine, method: bytes, target: byt
     """Send one request (with ``Content-Length`` when there is a body) and return the reader
     positioned at its response; ``timeout`` bounds the whole exchange from now."""
     deadline = time.monotonic() + timeout
-    conn.sock.settimeout(timeout)
+    conn.set_timeout(timeout)
     framed = list(headers)
     if body or method in (b"POST", b"PUT", b"PATCH"):
         framed.append((b"content-length", b"%d" % len(body)))

@@ -43,7 +43,6 @@ from ..interceptors.respond import response_parts
 from ..message import wire
 from ..message.heads import END, Headers, ProtocolError, RequestHead, ResponseHead
 from ..message.request import Request
-from ..routing.hosts import normalise_host
 from . import client, forwarding
 from .errors import ClientGone, StaleConnection, UpstreamBroke, UpstreamFailed
 from .upstream import Node, UpstreamConnection, open_connection
@@ -125,11 +124,10 @@ class Exchange:
         head = self.head
         conn = self.conn
         gateway = self.runtime.gateways[conn.listener.gateway]
-        raw_host = _host_of(head)
-        host = normalise_host(raw_host.decode("latin-1")) if raw_host else ""
+        host, known = gateway.host_lookup.lookup(_host_of(head))
         if host is None:
             return self.answer_early(400, _BAD_HOST)
-        if gateway.hosts.match(host) is None:
+        if not known:
             return self.answer_early(404, _NO_HOST)
         request = self.request = Request(head, host, conn.listener.scheme, conn.peer)
         upstream_name = gateway.router.route(request)
@@ -331,7 +329,7 @@ class Exchange:
                       replayable: bool) -> None:
         """Write the head and stream the body upstream as it arrives from the client (after
         what a previous attempt kept of it, on a retry)."""
-        uconn.sock.settimeout(upstream.write_timeout)
+        uconn.set_timeout(upstream.write_timeout)
         if body is None:
             client.send(uconn, upstream_head, replayable)
             return
@@ -381,7 +379,7 @@ class Exchange:
                                        conn.limits.max_header_bytes, replayable)
         pending = reader.pending
         fill = reader.fill
-        uconn.sock.settimeout(upstream.read_timeout)
+        uconn.set_timeout(upstream.read_timeout)
         client_http10 = head.http_version == b"1.0"
         keep_client = head.keep_alive and not ctx.draining
         chunked_out = False

@@ -165,7 +165,7 @@ def tls_for(address: Address, sni: str | None, verify: bool, ca_file: str | None
 
 
 class UpstreamConnection:
-    __slots__ = ("sock", "key", "idle_since", "idle_timeout", "tls")
+    __slots__ = ("sock", "key", "idle_since", "idle_timeout", "tls", "timeout")
 
     def __init__(self, sock: socket.socket, key: Hashable,
                  tls: UpstreamTLS | None = None) -> None:
@@ -174,6 +174,14 @@ class UpstreamConnection:
         self.idle_since = 0.0
         self.idle_timeout = 0.0
         self.tls = tls
+        # The socket's timeout as last set through set_timeout (a reused connection keeps
+        # its upstream's write/read timeouts: no settimeout per request).
+        self.timeout: float | None = sock.gettimeout()
+
+    def set_timeout(self, timeout: float | None) -> None:
+        if timeout != self.timeout:
+            self.sock.settimeout(timeout)
+            self.timeout = timeout
 
     def close(self) -> None:
         if self.tls is not None:

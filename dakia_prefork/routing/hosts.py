@@ -207,3 +207,37 @@ def _compile_regex(pattern: str) -> re.Pattern[str]:
         return re.compile(source)
     except re.error as exc:
         raise HostPatternError(f"invalid regex: {exc}") from None
+
+
+class HostLookup:
+    """A gateway's answer for a raw Host header: the normalised host, and whether one of
+    the downstreams takes it. Memoised, because clients send the same few Host values over
+    and over and the answer costs a parse and a match.
+
+    The memo is bounded on both sides a client controls: values longer than a DNS name
+    (plus a port) are answered without being kept, and at ``MAX_ENTRIES`` it starts over.
+    One ``HostLookup`` belongs to one config version, so a reload never sees stale answers.
+    """
+
+    MAX_ENTRIES = 1024
+    MAX_KEY = 270          # 253 for the name, [ ] for an IPv6 literal, ":65535"
+
+    __slots__ = ("_matcher", "_seen")
+
+    def __init__(self, matcher: HostMatcher) -> None:
+        self._matcher = matcher
+        self._seen: dict[bytes, tuple[str | None, bool]] = {}
+
+    def lookup(self, raw: bytes) -> tuple[str | None, bool]:
+        """(host, known): host is None for a malformed value (400); known tells whether a
+        downstream matches (404 otherwise). An absent Host is ``b""``: host ``""``."""
+        found = self._seen.get(raw)
+        if found is not None:
+            return found
+        host = normalise_host(raw.decode("latin-1")) if raw else ""
+        found = (host, host is not None and self._matcher.match(host) is not None)
+        if len(raw) <= self.MAX_KEY:
+            if len(self._seen) >= self.MAX_ENTRIES:
+                self._seen.clear()
+            self._seen[raw] = found
+        return found

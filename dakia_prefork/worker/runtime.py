@@ -18,6 +18,7 @@ from ..http.engines import Engine, select_engine
 from ..http.upstream import Address, Node, tls_for
 from ..interceptors import Chain, build_chain
 from ..interceptors.resources import Resources
+from ..routing.hosts import HostLookup
 from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
 from ..shm.nodestats import NodeStats
@@ -74,7 +75,8 @@ class UpstreamRuntime:
 
 
 class GatewayRuntime:
-    __slots__ = ("settings", "name", "router", "hosts", "upstreams", "interceptors")
+    __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
+                 "interceptors")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
@@ -84,6 +86,7 @@ class GatewayRuntime:
         spec: dict[str, Any] = dict(settings.spec)
         self.router = GatewayRouter(spec)
         self.hosts = self.router.hosts
+        self.host_lookup = HostLookup(self.hosts)
         self.upstreams = {u.name: UpstreamRuntime(self.name, u, counters, node_stats)
                           for u in settings.upstreams}
         self.interceptors: Chain | None = build_chain(spec, dict(self.router.filters),
