@@ -193,3 +193,26 @@ def test_a_thousand_hosts_answer_by_lookup_without_trying_the_regexes() -> None:
     assert tried == []
     assert matcher.match("h1000.example.com") is None
     assert tried == ["h1000.example.com"]
+
+
+def test_host_lookup_agrees_with_normalise_and_match() -> None:
+    from dakia_prefork.routing.hosts import HostLookup
+    matcher = HostMatcher(["example.com", "*.example.org", "~^api[0-9]+\\.test$"])
+    lookup = HostLookup(matcher)
+    for raw in (b"example.com", b"EXAMPLE.com:8080", b"a.example.org", b"api7.test",
+                b"other.test", b"", b"a b", b"[::1", b"x:99999", b"example.com."):
+        host = normalise_host(raw.decode("latin-1")) if raw else ""
+        expected = (host, host is not None and matcher.match(host) is not None)
+        assert lookup.lookup(raw) == expected, raw
+        assert lookup.lookup(raw) == expected, raw        # the memoised answer too
+
+
+def test_host_lookup_memo_is_bounded() -> None:
+    from dakia_prefork.routing.hosts import HostLookup
+    lookup = HostLookup(HostMatcher(["example.com"]))
+    long_value = b"a" * (HostLookup.MAX_KEY + 1)
+    assert lookup.lookup(long_value) == (normalise_host(long_value.decode()), False)
+    assert long_value not in lookup._seen                   # too long to keep
+    for index in range(HostLookup.MAX_ENTRIES * 2):
+        lookup.lookup(b"h%d.example.com" % index)
+        assert len(lookup._seen) <= HostLookup.MAX_ENTRIES
