@@ -295,6 +295,8 @@ class Exchange:
                 if uconn is None:
                     uconn = client.open_upstream(node, upstream.connect_timeout,
                                                  self.ctx.resolver)
+                # Waits on it are bounded by deadlines (connection.py), not the socket.
+                uconn.set_timeout(None)
                 # Only a request with no body can be replayed on a stale connection: its
                 # body is read from the client as it is sent.
                 replayable = reused and body is None
@@ -329,9 +331,9 @@ class Exchange:
                       replayable: bool) -> None:
         """Write the head and stream the body upstream as it arrives from the client (after
         what a previous attempt kept of it, on a retry)."""
-        uconn.set_timeout(upstream.write_timeout)
+        write_timeout = upstream.write_timeout
         if body is None:
-            client.send(uconn, upstream_head, replayable)
+            self._upstream_send(uconn, upstream_head, write_timeout, replayable)
             return
         head = self.head
         conn = self.conn
@@ -344,16 +346,18 @@ class Exchange:
             kept = b"".join(body.chunks)
             pending += wire.chunk(kept) if chunked else kept
         if body.complete:
-            client.send(uconn, pending + wire.LAST_CHUNK if chunked else pending)
+            self._upstream_send(uconn, pending + wire.LAST_CHUNK if chunked else pending,
+                                write_timeout)
             return
         limits = conn.limits
         limit = limits.max_body_bytes
-        timeout = limits.client_body_timeout
+        body_timeout = limits.client_body_timeout
         while True:
-            event = conn.next_event(timeout)
+            event = conn.next_event(body_timeout)
             if event is END:
                 body.complete = True
-                client.send(uconn, pending + wire.LAST_CHUNK if chunked else pending)
+                self._upstream_send(uconn, pending + wire.LAST_CHUNK if chunked else pending,
+                                    write_timeout)
                 return
             if not isinstance(event, bytes):
                 raise ProtocolError("unexpected event in a request body")
@@ -363,8 +367,19 @@ class Exchange:
                 conn.send_error(413, "request body larger than limits.max_body_bytes")
                 raise ClientGone()
             data = wire.chunk(event) if chunked else event
-            client.send(uconn, pending + data if pending else data)
+            self._upstream_send(uconn, pending + data if pending else data, write_timeout)
             pending = b""
+
+    def _upstream_send(self, uconn: UpstreamConnection, data: bytes, timeout: float,
+                       replayable: bool = False) -> None:
+        """``client.send`` within the upstream's write timeout (a deadline: see
+        connection.py)."""
+        conn = self.conn
+        conn.deadline = time.monotonic() + timeout
+        try:
+            client.send(uconn, data, replayable)
+        finally:
+            conn.deadline = 0.0
 
     def _relay_response(self, uconn: UpstreamConnection, replayable: bool,
                         upstream: UpstreamRuntime, node_label: str) -> bool:
@@ -379,7 +394,8 @@ class Exchange:
                                        conn.limits.max_header_bytes, replayable)
         pending = reader.pending
         fill = reader.fill
-        uconn.set_timeout(upstream.read_timeout)
+        read_timeout = upstream.read_timeout
+        monotonic = time.monotonic
         client_http10 = head.http_version == b"1.0"
         keep_client = head.keep_alive and not ctx.draining
         chunked_out = False
@@ -394,7 +410,11 @@ class Exchange:
                     if out:
                         write(b"".join(out))
                         out.clear()
-                    fill()
+                    conn.deadline = monotonic() + read_timeout
+                    try:
+                        fill()
+                    finally:
+                        conn.deadline = 0.0
                     continue
                 if type(event) is bytes:
                     sent_body += len(event)
@@ -428,7 +448,7 @@ class Exchange:
                     if response.body is not None:
                         return self._relay_replaced(reader, response.body, status, reason,
                                                     headers, out, keep_client,
-                                                    upstream_keep_alive, upstream.idle_timeout)
+                                                    upstream_keep_alive, upstream)
                 tail: Headers = []
                 if body_kind == "length":
                     tail.append((b"content-length", b"%d" % (event.content_length or 0)))
@@ -481,7 +501,7 @@ class Exchange:
 
     def _relay_replaced(self, reader: client.ResponseReader, body: Body, status: int,
                         reason: bytes, headers: Headers, out: list[bytes], keep_client: bool,
-                        upstream_keep_alive: bool, idle_timeout: float) -> bool:
+                        upstream_keep_alive: bool, upstream: UpstreamRuntime) -> bool:
         """Send the interceptors' body instead of the upstream's, then drop the upstream's.
 
         The new body goes out with its own Content-Length. The upstream's is read and
@@ -499,8 +519,14 @@ class Exchange:
         out.append(payload)
         self.write_body(b"".join(out), chunks)
         uconn = reader.conn
-        if upstream_keep_alive and reader.drain(_DISCARD_LIMIT):
-            self.ctx.pool.put_idle(uconn, idle_timeout)
+        conn = self.conn
+        conn.deadline = time.monotonic() + upstream.read_timeout   # for the whole drain
+        try:
+            reusable = upstream_keep_alive and reader.drain(_DISCARD_LIMIT)
+        finally:
+            conn.deadline = 0.0
+        if reusable:
+            self.ctx.pool.put_idle(uconn, upstream.idle_timeout)
         else:
             uconn.close()
         self.ctx.access(self.conn.peer, head, self.request, status, len(body), self.started)

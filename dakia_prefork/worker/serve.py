@@ -17,7 +17,7 @@ import gevent.event
 
 from ..config.model import Settings
 from ..config.store import ConfigStore
-from ..http.connection import DownstreamConnection
+from ..http.connection import SWEEP_SECONDS, DownstreamConnection, expire_waits
 from ..http.fetch import connect_node, fetch
 from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
@@ -102,6 +102,7 @@ class Worker:
                            for lsock, info in self.listeners]
         gevent.spawn(self._heartbeat_loop)
         gevent.spawn(self._flush_loop)
+        gevent.spawn(self._deadline_loop)
         self.control.set_state(self.record, STATE_READY)
         log.debug("worker %d ready in slot %d", self.pid, self.slot)
         self.stopped.wait()
@@ -221,6 +222,13 @@ class Worker:
             self._check_version()
             self.ctx.pool.sweep()        # upstream connections idle past timeouts.idle
             gevent.sleep(HEARTBEAT_SECONDS)
+
+    def _deadline_loop(self) -> None:
+        """Time out the waits past their deadline: the request path's timeouts
+        (http/connection.py explains why they are not socket timeouts)."""
+        while True:
+            gevent.sleep(SWEEP_SECONDS)
+            expire_waits(self.connections, time.monotonic())
 
     def _flush_loop(self) -> None:
         while True:
