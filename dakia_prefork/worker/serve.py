@@ -19,7 +19,7 @@ import gevent.pool
 from ..config.store import ConfigStore
 from ..http.engines import select_engine
 from ..http.connection import DownstreamConnection
-from ..http.fetch import connect_node, fetch
+from ..http.fetch import Fetcher, connect_node
 from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
 from ..logs import reopen_logs
@@ -63,15 +63,17 @@ class Worker:
         self.counters = CounterTable(segments.counters, pause=_yield)
         self.node_stats = NodeStats(segments.nodes, record=record, pause=_yield)
         self.buckets = BucketTable(segments.buckets, pause=_yield)
+        engine = select_engine(config.get("http_parser", "auto"))
         # What interceptors may use: only a worker has these (interceptors/resources.py).
-        self.resources = Resources(buckets=self.buckets, fetch=fetch, connect=connect_node)
+        self.resources = Resources(buckets=self.buckets, fetch=Fetcher(engine),
+                                   connect=connect_node)
         self.store = ConfigStore(config["state_dir"])
         self.graceful_timeout = float(config.get("graceful_timeout", 30))
         self.listeners = [(socket.socket(s.family, s.type, fileno=s.detach()), info)
                           for s, info in listeners]
         runtime = Runtime(version, config, self.counters, self.resources, self.node_stats)
         self.ctx = WorkerContext(
-            engine=select_engine(config.get("http_parser", "auto")),
+            engine=engine,
             limits=Limits.from_config(config),
             runtime=runtime,
             pool=UpstreamPool(int(config["upstream_keepalive_pool_size"])),
