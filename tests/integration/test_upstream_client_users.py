@@ -1,5 +1,5 @@
-"""The users of the upstream client outside the proxy, against real upstream servers:
-``try_file``'s fetch (http/fetch.py), on both engines.
+"""The two users of the upstream client outside the proxy, against real upstream servers:
+``try_file``'s fetch (http/fetch.py) and the health checker's probe, each on both engines.
 
 The servers are ``harness.Upstream`` with handlers written here: they answer raw bytes, so
 a response can be chunked, oversized, held back, truncated or not HTTP at all.
@@ -13,9 +13,10 @@ from typing import Callable
 
 import pytest
 
+from dakia_prefork.health.checker import CheckSpec, probe
 from dakia_prefork.http.engines import select_engine
 from dakia_prefork.http.fetch import SMALL_BODY, Fetcher, fetch
-from dakia_prefork.http.upstream import connect
+from dakia_prefork.http.upstream import Node, connect
 from dakia_prefork.interceptors.resources import Fetched, FetchError, OpenSocket
 
 from .harness import Handler, Received, Upstream, free_port
@@ -221,3 +222,73 @@ def test_a_failing_sink_is_not_an_upstream_failure(engine: str,
     with pytest.raises(OSError) as failed:
         fetch(select_engine(engine), opener(up.port), b"/", [(b"host", b"x")], 2.0, 1000, Full)
     assert not isinstance(failed.value, FetchError) and failed.value.errno == 28
+
+
+# -- the health probe -----------------------------------------------------------------------
+def check(up_port: int, engine: str, *, timeout: float = 2.0,
+          expected: frozenset[int] = frozenset({200})) -> tuple[bool, str]:
+    spec = CheckSpec("/hc", 60.0, timeout, 1, 1, expected)
+    return probe(Node(("tcp", "127.0.0.1", up_port)), spec, None, select_engine(engine))
+
+
+def test_probe_reads_a_chunked_200(engine: str, upstreams: UpstreamMaker) -> None:
+    up = upstreams(raw(chunked(b"fine")))
+    assert check(up.port, engine) == (True, "status 200")
+    (received,) = up.received
+    assert received.target == "/hc" and received.header("connection") == "close"
+    assert received.header("user-agent") == "dakia-health-check"
+    assert received.header("host") == f"127.0.0.1:{up.port}"
+
+
+def test_probe_does_not_wait_for_the_body(engine: str, upstreams: UpstreamMaker) -> None:
+    release = threading.Event()
+    up = upstreams(head_then_hold(b"HTTP/1.1 200 OK\r\ncontent-length: 100000000\r\n\r\n",
+                                  release))
+    started = time.monotonic()
+    try:
+        assert check(up.port, engine) == (True, "status 200")
+    finally:
+        release.set()
+    assert time.monotonic() - started < 1.5
+
+
+def test_probe_checks_the_expected_statuses(engine: str, upstreams: UpstreamMaker) -> None:
+    up = upstreams(raw(b"HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\n\r\nnope"))
+    assert check(up.port, engine) == (False, "status 404 (expected 200)")
+    assert check(up.port, engine, expected=frozenset({204, 200})) == (
+        False, "status 404 (expected 200, 204)")
+    assert check(up.port, engine, expected=frozenset({200, 404})) == (True, "status 404")
+
+
+def test_probe_reads_the_final_head(engine: str, upstreams: UpstreamMaker) -> None:
+    up = upstreams(raw(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Busy\r\n"
+                       b"content-length: 0\r\n\r\n"))
+    assert check(up.port, engine) == (False, "status 503 (expected 200)")
+
+
+@pytest.mark.parametrize("response, named", [
+    (GARBAGE, "invalid response: illegal status line"),
+    (b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n", "invalid response"),
+    (b"HTTP/1.1 200 OK\r\n", "invalid response"),                # closed inside the head
+    (b"", "without responding"),
+])
+def test_probe_fails_a_response_the_engine_refuses(engine: str, upstreams: UpstreamMaker,
+                                                   response: bytes, named: str) -> None:
+    def handle(request: Received, sock: socket.socket) -> None:
+        sock.sendall(response)
+        return None
+    up = upstreams(handle)
+    ok, seen = check(up.port, engine)
+    assert not ok and named in seen, seen
+
+
+def test_probe_fails_when_refused(engine: str) -> None:
+    ok, seen = check(free_port(), engine)
+    assert not ok and seen.startswith("connect failed: "), seen
+
+
+def test_probe_times_out(engine: str, upstreams: UpstreamMaker) -> None:
+    up = upstreams(stall(3))
+    started = time.monotonic()
+    assert check(up.port, engine, timeout=0.3) == (False, "no response head within 0.3s")
+    assert time.monotonic() - started < 1.5
