@@ -10,9 +10,12 @@ it reads the version the master published in the control block and, when it move
 A probe is a greenlet per (upstream with a ``health_check``, node). Every ``interval``
 seconds it opens a new connection the way the request path does (the node's name resolved
 with a TTL, its TLS with the node's own settings), sends ``GET <path>`` with
-``Connection: close`` and reads the status line; the whole probe is bounded by ``timeout``.
-A status in ``expected_statuses`` is a success; anything else (refused, reset, timed out,
-another status, not HTTP) a failure. ``NodeStats.record_check`` applies the thresholds:
+``Connection: close`` and reads the final response head (skipping 1xx) through the upstream
+client (``http/client.py``) with the engine the config names (``http_parser``), so a node
+is judged by the parser that will read its responses; the body is not read, the connection
+is closed. The whole probe is bounded by ``timeout``. A status in ``expected_statuses`` is
+a success; anything else (refused, reset, timed out, another status, a head the engine
+refuses) a failure. ``NodeStats.record_check`` applies the thresholds:
 ``healthy_threshold`` successes in a row make a node healthy, ``unhealthy_threshold``
 failures in a row unhealthy; the balancers of an upstream with a ``health_check`` skip
 unhealthy nodes. A node never checked yet is "unknown" and used, so a new node takes traffic
@@ -30,7 +33,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -39,7 +41,10 @@ import gevent
 
 from ..balance import node_key
 from ..config.store import ConfigStore
-from ..http.upstream import Node, Resolver, open_connection
+from ..http.client import open_upstream, request
+from ..http.engines import Engine, select_engine
+from ..http.errors import UpstreamFailed
+from ..http.upstream import Node, Resolver
 from ..shm.control import ControlBlock
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import HEALTH_NAMES, NodeStats
@@ -48,7 +53,7 @@ from ..worker.runtime import build_nodes
 log = logging.getLogger("dakia.health")
 
 VERSION_POLL = 0.5
-_STATUS_LINE_LIMIT = 8192
+_MAX_HEAD = 65536
 
 
 @dataclass(frozen=True)
@@ -73,56 +78,51 @@ class _ProbeTimeout(Exception):
     name's failure)."""
 
 
-def probe(node: Node, spec: CheckSpec, resolver: Resolver | None) -> tuple[bool, str]:
-    """One check of ``node``: (success, what was seen)."""
+def probe(node: Node, spec: CheckSpec, resolver: Resolver | None,
+          engine: Engine) -> tuple[bool, str]:
+    """One check of ``node``, its response read by ``engine``: (success, what was seen)."""
     try:
         with gevent.Timeout(spec.timeout, _ProbeTimeout):
-            sock = open_connection(node, spec.timeout, resolver)
-            try:
-                sock.settimeout(spec.timeout)
-                request = (b"GET %s HTTP/1.1\r\nhost: %s\r\nuser-agent: dakia-health-check\r\n"
-                           b"accept: */*\r\nconnection: close\r\n\r\n"
-                           % (spec.path.encode("latin-1"), node.host_header))
-                sock.sendall(request)
-                status = _read_status(sock)
-            finally:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+            status = final_status(node, spec, resolver, engine)
     except _ProbeTimeout:
-        return False, f"no status line within {spec.timeout:g}s"
-    except (OSError, ValueError) as exc:
+        return False, f"no response head within {spec.timeout:g}s"
+    except UpstreamFailed as exc:
+        if exc.status == 504 and exc.sent:          # connected, then nothing in time
+            return False, f"no response head within {spec.timeout:g}s"
+        return False, str(exc)
+    except (OSError, ValueError) as exc:            # what the client does not map
         return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if status in spec.expected_statuses:
         return True, f"status {status}"
     return False, f"status {status} (expected {', '.join(map(str, sorted(spec.expected_statuses)))})"
 
 
-def _read_status(sock: socket.socket) -> int:
-    """The status code of the response's status line (``HTTP/1.x NNN ...``)."""
-    data = b""
-    while b"\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ValueError("connection closed before a status line")
-        data += chunk
-        if len(data) > _STATUS_LINE_LIMIT:
-            raise ValueError("no status line")
-    parts = data.split(b"\n", 1)[0].split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() \
-            or len(parts[1]) != 3:
-        raise ValueError(f"not an HTTP/1.x status line: {data[:60]!r}")
-    return int(parts[1])
+def final_status(node: Node, spec: CheckSpec, resolver: Resolver | None,
+                 engine: Engine) -> int:
+    """The status of the final response head to ``GET spec.path`` on a new connection to
+    ``node`` within ``spec.timeout``; raises UpstreamFailed (refused, timed out, a head
+    ``engine`` refuses, closed before one)."""
+    deadline = time.monotonic() + spec.timeout
+    conn = open_upstream(node, spec.timeout, resolver)
+    try:
+        headers = [(b"host", node.host_header), (b"user-agent", b"dakia-health-check"),
+                   (b"accept", b"*/*"), (b"connection", b"close")]
+        reader = request(conn, engine, b"GET", spec.path.encode("latin-1"), headers,
+                         max(deadline - time.monotonic(), 0.001), _MAX_HEAD)
+        return reader.final_head().status
+    finally:
+        conn.close()
 
 
 class _Target:
-    __slots__ = ("key", "node", "spec", "upstream", "index", "greenlet", "state")
+    __slots__ = ("key", "node", "spec", "upstream", "index", "engine", "greenlet", "state")
 
-    def __init__(self, key: str, node: Node, spec: CheckSpec, upstream: str, index: int) -> None:
+    def __init__(self, key: str, node: Node, spec: CheckSpec, upstream: str, index: int,
+                 engine: Engine) -> None:
         self.key = key
         self.node = node
         self.spec = spec
+        self.engine = engine
         self.upstream = upstream
         self.index = index
         self.greenlet: gevent.Greenlet | None = None
@@ -142,6 +142,8 @@ class Checks:
     def apply(self, config: dict[str, Any]) -> int:
         """Probe what ``config`` asks for from now on; returns how many nodes that is."""
         wanted: dict[str, tuple[Node, CheckSpec, str]] = {}
+        # Probes read responses with the engine the workers read them with.
+        engine = select_engine(config["http_parser"])
         for gateway in config["gateways"]:
             for upstream in gateway["upstreams"]:
                 check = upstream.get("health_check")
@@ -156,6 +158,7 @@ class Checks:
             if key in wanted and wanted[key][1] == target.spec and \
                     wanted[key][0].pool_key == target.node.pool_key:
                 target.node = wanted[key][0]      # same probe; newer TLS context, TTL
+                target.engine = engine
                 continue
             if target.greenlet is not None:
                 target.greenlet.kill(block=False)
@@ -170,7 +173,7 @@ class Checks:
             if index is None:
                 log.error("health check of %s skipped: the node table is full", key)
                 continue
-            target = _Target(key, node, spec, prefix, index)
+            target = _Target(key, node, spec, prefix, index, engine)
             target.greenlet = gevent.spawn(self._run, target)
             self.targets[key] = target
         return len(self.targets)
@@ -192,7 +195,7 @@ class Checks:
 
     def check_once(self, target: _Target) -> int:
         spec = target.spec
-        ok, seen = probe(target.node, spec, self.resolver)
+        ok, seen = probe(target.node, spec, self.resolver, target.engine)
         state = self.stats.record_check(target.index, ok, spec.healthy_threshold,
                                         spec.unhealthy_threshold, self.clock())
         if state != target.state:

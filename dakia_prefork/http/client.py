@@ -10,6 +10,9 @@ judged the same way whichever part of the gateway asked for it.
 - ``open_upstream`` opens a connection to a node (name lookup, TLS handshake) within the
   connect timeout and maps each way of failing to an ``UpstreamFailed`` with ``sent=False``
   (nothing of the request reached the node, so any request may be retried elsewhere).
+  ``open_with`` does the same for a connection that someone else knows how to open (the
+  ``try_file`` fetch gets the proxy's ``ctx.node_connect``, or a plain connection to a
+  label): a fresh connection outside the pool.
 - ``send`` writes request bytes; on a pooled connection that the upstream closed while it
   sat idle (``replayable``) a failure is ``StaleConnection``, for the caller to retry once
   on a fresh connection.
@@ -28,7 +31,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import gevent
 
@@ -68,6 +71,26 @@ def open_upstream(node: Node, timeout: float, resolver: Resolver | None) -> Upst
         if timer is not None:
             timer.close()
     return UpstreamConnection(sock, node.pool_key, node.tls)
+
+
+def open_with(opener: Callable[[float], socket.socket], timeout: float) -> UpstreamConnection:
+    """The connection that ``opener(timeout)`` opens, its failures mapped as in
+    ``open_upstream`` (raises UpstreamFailed, ``sent=False``). It has no pool key: close it
+    after the exchange."""
+    try:
+        sock = opener(timeout)
+    except (TimeoutError, LookupTimeout):
+        raise UpstreamFailed(504, "connect timed out", sent=False) from None
+    except socket.gaierror as exc:
+        raise UpstreamFailed(502, f"cannot resolve the node's name: {exc}",
+                             b"the upstream's name does not resolve", sent=False) from None
+    except ssl.SSLError as exc:
+        raise UpstreamFailed(502, f"TLS handshake failed: {exc}",
+                             b"the TLS handshake with the upstream failed", sent=False) from None
+    except OSError as exc:
+        raise UpstreamFailed(502, f"connect failed: {exc}",
+                             b"the upstream refused the connection", sent=False) from None
+    return UpstreamConnection(sock, None)
 
 
 def send(conn: UpstreamConnection, data: bytes, replayable: bool = False) -> None:

@@ -7,8 +7,12 @@ afterwards, once per chain, by ``Interceptor.attach(resources, ident)``:
 
 - ``buckets``: the token-bucket table in shared memory (``shm.buckets.BucketTable``), the
   same for every worker of the master, so a limit is exact across workers;
-- ``fetch``: one GET to an upstream node, its body written to a sink as it arrives
-  (``http/fetch.py``; ``try_file`` stores responses with it), a :class:`Fetch`;
+- ``fetch``: one GET to an upstream node, its body written to a sink as it arrives, a
+  :class:`Fetch` (``try_file`` stores responses with it). The worker's is
+  ``http.fetch.Fetcher(engine_of)``: the upstream client of ``http/client.py`` reading the
+  response with the worker's own engine, so a fetched response is judged as the proxy
+  judges the same bytes. The engine is bound in the worker, not passed by the caller: an
+  interceptor never names one;
 - ``connect``: a plain connection to a node by its label (``host:port``, ``[v6]:port``,
   ``unix:/path``), for when the proxy gave no ``ctx.node_connect``, a :class:`Connect`;
 - ``keep(key, make)``: an object that outlives config versions, made once per worker on
@@ -67,7 +71,9 @@ class Fetch(Protocol):
         """GET ``target`` with ``headers`` (a Host among them) on the connection that
         ``open_socket(timeout)`` opens, within ``timeout`` seconds in all. A 200 body goes
         to ``sink()`` (made when the 200 arrives) up to ``max_size`` bytes; another status
-        keeps a small body in ``Fetched.body``. Raises FetchError."""
+        keeps a small body in ``Fetched.body``. Raises FetchError (502: unreachable, or an
+        invalid or truncated response; 504: out of time); a sink's own OSError (a full
+        disk) goes through as it is."""
         ...
 
 

@@ -40,10 +40,12 @@ so the result is one whole file either way.
 The Content-Type of a stored file comes from its name, as for use_file, not from the
 upstream's response: the file is what is served later.
 
-The HTTP client is the worker's (``Resources.fetch``: http/fetch.py), handed over in
-``attach``. try_file is built and checked without it, so the master, which builds every
-chain to check a config, never loads ``http/`` or h11; a chain built outside a worker (a
-unit test) answers a miss 500.
+The HTTP client is the worker's (``Resources.fetch``: http/fetch.py on the upstream
+client, http/client.py, with the worker's engine), handed over in ``attach``. try_file is
+built and checked without it, so the master, which builds every chain to check a config,
+never loads ``http/`` or a parser; a chain built outside a worker (a unit test) answers a
+miss 500. A store that fails while the body arrives (a full disk) is not the upstream's
+fault: the request goes on to the upstream unstored, as when the file cannot be committed.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import gevent.event
 from ..config.model import Settings
 from ..config.store import ConfigStore
 from ..http.connection import SWEEP_SECONDS, DownstreamConnection, expire_waits
-from ..http.fetch import connect_node, fetch
+from ..http.fetch import Fetcher, connect_node
 from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
 from ..logs import reopen_logs, setup_logging
@@ -62,7 +62,10 @@ class Worker:
         self.node_stats = NodeStats(segments.nodes, record=record, pause=_yield)
         self.buckets = BucketTable(segments.buckets, pause=_yield)
         # What interceptors may use: only a worker has these (interceptors/resources.py).
-        self.resources = Resources(buckets=self.buckets, fetch=fetch, connect=connect_node)
+        # try_file's fetches read with the engine of the version served at that moment.
+        self.resources = Resources(buckets=self.buckets,
+                                   fetch=Fetcher(lambda: self.ctx.engine),
+                                   connect=connect_node)
         settings = Settings.from_config(config)
         # state_dir is restart-only (config/model.py): the store stays where it is.
         self.store = ConfigStore(settings.state_dir)

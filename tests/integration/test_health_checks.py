@@ -23,6 +23,16 @@ def test_503_when_health_checks_find_every_node_down(upstreams, gateways):
     assert "is unhealthy (status 500 (expected 200))" in gw.log_text()
 
 
+def test_a_node_that_does_not_speak_http_fails_its_checks(engine, upstreams, gateways):
+    garbage = upstreams(lambda req, sock: b"garbage\r\n\r\n", name="garbage")
+    gw = gateways([{"name": "app", "health_check": {"path": "/hc", "interval": 0.1,
+                                                    "unhealthy_threshold": 1},
+                    "upstream_nodes": [node(garbage.port)]}], engine=engine)
+    label = f"127.0.0.1:{garbage.port}"
+    wait_until(lambda: node_state(gw, "app", label).health == "unhealthy", 10, "unhealthy")
+    assert "is unhealthy (invalid response: illegal status line" in gw.log_text()
+
+
 def test_one_health_checker_for_all_workers_and_it_comes_back(upstreams, gateways):
     up = upstreams(name="up")
     gw = gateways([{"name": "app", "health_check": {"path": "/hc", "interval": 0.2},

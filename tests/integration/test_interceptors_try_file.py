@@ -23,6 +23,8 @@ def handler(request, sock):
         body = b"no such thing"
         return (b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nx-origin: app\r\n"
                 b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    if path == "/garbage.txt":
+        return b"garbage\r\n\r\n"
     if path == "/chunked.txt":
         return (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
@@ -127,3 +129,12 @@ def test_unreachable_and_slow_upstreams(tmp_path, upstreams, gateways):
         "interceptors": [{"name": "try_file", "config": {"root": str(cache)}}]})
     assert requests.get(nobody.url + "/gone.txt", timeout=10).status_code == 502
     assert stored_files(cache) == []
+
+
+def test_a_response_the_engine_refuses_is_a_502_from_the_fetch(engine, tmp_path, upstreams,
+                                                               gateways):
+    up, gw, cache = cache_gateway(tmp_path, upstreams, gateways, engine)
+    r = requests.get(gw.url + "/garbage.txt", timeout=5)
+    assert (r.status_code, r.text) == (502, "502 Bad Gateway\n")     # try_file's, not the proxy's
+    assert [x.target for x in up.received] == ["/garbage.txt"] and stored_files(cache) == []
+    assert "illegal status line" in gw.log_text()
