@@ -34,12 +34,12 @@ import os
 import random
 import signal
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import gevent
 
 from ..balance import node_key
+from ..config.model import HealthCheckSettings
 from ..config.store import ConfigStore
 from ..http.client import open_upstream, request
 from ..http.engines import Engine, select_engine
@@ -56,21 +56,9 @@ VERSION_POLL = 0.5
 _MAX_HEAD = 65536
 
 
-@dataclass(frozen=True)
-class CheckSpec:
-    path: str
-    interval: float
-    timeout: float
-    healthy_threshold: int
-    unhealthy_threshold: int
-    expected_statuses: frozenset[int]
-
-    @classmethod
-    def from_config(cls, check: dict[str, Any]) -> "CheckSpec":
-        return cls(check.get("path", "/"), float(check.get("interval", 5)),
-                   float(check.get("timeout", 2)), int(check.get("healthy_threshold", 2)),
-                   int(check.get("unhealthy_threshold", 3)),
-                   frozenset(int(s) for s in check.get("expected_statuses", [200])))
+# An upstream's health_check as the checker uses it: the typed settings of config/model.py
+# (defaults from the schema; the stored config the checker reads is normalised).
+CheckSpec = HealthCheckSettings
 
 
 class _ProbeTimeout(Exception):
