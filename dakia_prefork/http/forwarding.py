@@ -2,9 +2,9 @@
 
 Pure functions of parsed heads (no I/O), on the hot path of every proxied request, so each
 is one pass over the headers that writes the bytes as it goes. Each has a plain
-counterpart (``*_reference``) that says the same thing the obvious way, through
-``wire.end_to_end``: the fast one hands over to it whenever a ``Connection`` header names
-something beyond the standard hop-by-hop set (a header it would otherwise have written
+counterpart (``*_reference``) that says the same thing the obvious way, by
+``wire.end_to_end``'s rule: the fast one hands over to it whenever a ``Connection`` header
+names something beyond the standard hop-by-hop set (a header it would otherwise have written
 already), and tests/unit/test_forwarding.py holds the two equal on generated heads.
 
 Request side (RFC 9110 7.6): hop-by-hop headers go; ``X-Forwarded-For`` gets the client's
@@ -85,7 +85,11 @@ def upstream_head_reference(head: RequestHead, client: RequestHead, peer: bytes,
     forwarded_for = peer
     via = VIA
     kept: Headers = []
-    for name, value in end_to_end(head.headers):
+    # Host stays whatever Connection names: a request without one is invalid.
+    drop = HOP_BY_HOP | (connection_tokens(head.headers) - {b"host"})
+    for name, value in head.headers:
+        if name in drop:
+            continue
         if name == b"x-forwarded-for":
             forwarded_for = value + b", " + peer
         elif name == b"via":

@@ -31,7 +31,7 @@ _STANDARD = [b"accept", b"user-agent", b"cookie", b"x-a", b"x-b", b"x-c", b"cont
 _HOP_BY_HOP = sorted(wire.HOP_BY_HOP)
 _OWNED = [b"x-forwarded-for", b"via", b"x-forwarded-proto", b"x-forwarded-host", b"expect"]
 _TOKENS = [b"close", b"keep-alive", b"upgrade", b"te", b"trailer", b"x-a", b"X-B", b"via",
-           b"x-forwarded-for", b"expect", b"Accept", b"x-nothing"]
+           b"x-forwarded-for", b"expect", b"Accept", b"x-nothing", b"Host"]
 
 
 def _name(rng: random.Random) -> bytes:
@@ -207,6 +207,16 @@ def test_connection_named_headers_are_not_forwarded() -> None:
                          None, False, False, False)
     data = forwarding.upstream_head(client, client, b"", b"http", NODE_HOST)
     assert b"x-a" not in data and b"\r\nx-b: 2\r\n" in data and b"connection" not in data
+
+
+def test_host_named_in_connection_is_still_forwarded() -> None:
+    """Host is never hop-by-hop: a request without one is invalid (RFC 9112 3.2), so a
+    client's ``Connection: host`` must not make the gateway send one."""
+    client = RequestHead(b"GET", b"/", b"1.1", [(b"host", b"a"), (b"connection", b"Host")],
+                         None, False, True, False)
+    for build in (forwarding.upstream_head, forwarding.upstream_head_reference):
+        data = build(client, client, b"", b"http", NODE_HOST)
+        assert data.startswith(b"GET / HTTP/1.1\r\nhost: a\r\n"), data
 
 
 def test_interceptor_head_forwards_the_clients_host_as_x_forwarded_host() -> None:
