@@ -61,8 +61,9 @@ def upstream_head(head: RequestHead, client: RequestHead, peer: bytes, scheme: b
     has_host = raw_host is not None
     if head is not client:
         raw_host = next((v for n, v in client.headers if n == b"host"), None)
-    if forwarded_for is not None:
-        append(b"x-forwarded-for: " + forwarded_for + b", " + peer + CRLF)
+    if forwarded_for:
+        append(b"x-forwarded-for: " + (forwarded_for + b", " + peer if peer else forwarded_for)
+               + CRLF)
     elif peer:
         append(b"x-forwarded-for: " + peer + CRLF)
     append(b"x-forwarded-proto: " + scheme + CRLF)
@@ -91,7 +92,8 @@ def upstream_head_reference(head: RequestHead, client: RequestHead, peer: bytes,
         if name in drop:
             continue
         if name == b"x-forwarded-for":
-            forwarded_for = value + b", " + peer
+            # No empty list elements: the client's list may be empty, the peer too (unix).
+            forwarded_for = b", ".join(part for part in (value, peer) if part)
         elif name == b"via":
             via = value + _VIA_APPENDED
         elif name in (b"x-forwarded-proto", b"x-forwarded-host", b"expect"):

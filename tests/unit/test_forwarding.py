@@ -195,6 +195,21 @@ def test_forwarded_for_and_via_are_appended_to() -> None:
     assert b"\r\nx-forwarded-proto: https\r\nx-forwarded-host: a\r\n" in data
 
 
+def test_x_forwarded_for_gets_no_empty_element() -> None:
+    """No address to append (a unix socket's peer is empty): the list goes on unchanged,
+    not as "1.1.1.1, "; an empty list sent by the client is no element either."""
+    client = RequestHead(b"GET", b"/", b"1.1", [(b"host", b"a"), (b"x-forwarded-for", b"1.1.1.1")],
+                         None, False, True, False)
+    for build in (forwarding.upstream_head, forwarding.upstream_head_reference):
+        assert b"\r\nx-forwarded-for: 1.1.1.1\r\n" in build(client, client, b"", b"http",
+                                                            NODE_HOST)
+        empty = RequestHead(b"GET", b"/", b"1.1", [(b"host", b"a"), (b"x-forwarded-for", b"")],
+                            None, False, True, False)
+        assert b"\r\nx-forwarded-for: 192.0.2.7\r\n" in build(empty, empty, b"192.0.2.7",
+                                                              b"http", NODE_HOST)
+        assert b"x-forwarded-for" not in build(empty, empty, b"", b"http", NODE_HOST)
+
+
 def test_http10_client_without_host_gets_the_nodes() -> None:
     client = RequestHead(b"GET", b"/", b"1.0", [], None, False, False, False)
     data = forwarding.upstream_head(client, client, b"192.0.2.7", b"http", NODE_HOST)
