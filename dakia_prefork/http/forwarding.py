@@ -27,6 +27,11 @@ _SEP = b": "
 _CHUNKED = b"transfer-encoding: chunked\r\n"
 
 
+def _joined(first: bytes, more: bytes) -> bytes:
+    """Two comma-separated lists as one (``first`` is not empty)."""
+    return first + b", " + more if more else first
+
+
 def _named_beyond_hop_by_hop(headers: Headers) -> bool:
     """Whether a Connection header names anything the fixed hop-by-hop set misses."""
     return not connection_tokens(headers) <= HOP_BY_HOP
@@ -45,10 +50,11 @@ def upstream_head(head: RequestHead, client: RequestHead, peer: bytes, scheme: b
     raw_host: bytes | None = None
     for name, value in head.headers:
         if name in _REQUEST_OWNED:
+            # Repeated lines are one list (RFC 9110 5.3); no empty elements.
             if name == b"x-forwarded-for":
-                forwarded_for = value
+                forwarded_for = value if not forwarded_for else _joined(forwarded_for, value)
             elif name == b"via":
-                via = value
+                via = value if not via else _joined(via, value)
             elif name == b"connection" and _named_beyond_hop_by_hop(head.headers):
                 return upstream_head_reference(head, client, peer, scheme, node_host)
             continue
@@ -71,7 +77,7 @@ def upstream_head(head: RequestHead, client: RequestHead, peer: bytes, scheme: b
         append(b"x-forwarded-host: " + raw_host + CRLF)
     if not has_host if head is not client else raw_host is None:
         append(b"host: " + node_host + CRLF)
-    append(b"via: " + (VIA if via is None else via + _VIA_APPENDED) + CRLF)
+    append(b"via: " + (via + _VIA_APPENDED if via else VIA) + CRLF)
     if head.chunked:
         append(_CHUNKED)
     elif head.content_length is not None:
@@ -83,8 +89,8 @@ def upstream_head(head: RequestHead, client: RequestHead, peer: bytes, scheme: b
 def upstream_head_reference(head: RequestHead, client: RequestHead, peer: bytes,
                             scheme: bytes, node_host: bytes) -> bytes:
     """``upstream_head`` written plainly: what it must equal on every input."""
-    forwarded_for = peer
-    via = VIA
+    forwarded: list[bytes] = []
+    vias: list[bytes] = []
     kept: Headers = []
     # Host stays whatever Connection names: a request without one is invalid.
     drop = HOP_BY_HOP | (connection_tokens(head.headers) - {b"host"})
@@ -92,14 +98,15 @@ def upstream_head_reference(head: RequestHead, client: RequestHead, peer: bytes,
         if name in drop:
             continue
         if name == b"x-forwarded-for":
-            # No empty list elements: the client's list may be empty, the peer too (unix).
-            forwarded_for = b", ".join(part for part in (value, peer) if part)
+            forwarded.append(value)
         elif name == b"via":
-            via = value + _VIA_APPENDED
+            vias.append(value)
         elif name in (b"x-forwarded-proto", b"x-forwarded-host", b"expect"):
             continue
         else:
             kept.append((name, value))
+    # Each name's lines are one list, ours last; no empty elements (a unix peer is empty).
+    forwarded_for = b", ".join(part for part in (*forwarded, peer) if part)
     if forwarded_for:
         kept.append((b"x-forwarded-for", forwarded_for))
     kept.append((b"x-forwarded-proto", scheme))
@@ -108,7 +115,7 @@ def upstream_head_reference(head: RequestHead, client: RequestHead, peer: bytes,
         kept.append((b"x-forwarded-host", raw_host))
     if raw_host is None if head is client else all(n != b"host" for n, _ in kept):
         kept.append((b"host", node_host))
-    kept.append((b"via", via))
+    kept.append((b"via", b", ".join(part for part in (*vias, VIA) if part)))
     if head.chunked:
         kept.append((b"transfer-encoding", b"chunked"))
     elif head.content_length is not None:

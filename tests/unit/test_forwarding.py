@@ -195,6 +195,22 @@ def test_forwarded_for_and_via_are_appended_to() -> None:
     assert b"\r\nx-forwarded-proto: https\r\nx-forwarded-host: a\r\n" in data
 
 
+def test_repeated_forwarded_for_and_via_lines_are_one_list() -> None:
+    """Field lines of one name are one comma-separated list (RFC 9110 5.3): what earlier
+    proxies wrote on a line of their own is kept, in order."""
+    client = RequestHead(b"GET", b"/", b"1.1", [
+        (b"host", b"a"), (b"x-forwarded-for", b"1.1.1.1"), (b"via", b"1.0 fred"),
+        (b"x-forwarded-for", b"2.2.2.2, 3.3.3.3"), (b"via", b"1.1 nora")],
+        None, False, True, False)
+    for build in (forwarding.upstream_head, forwarding.upstream_head_reference):
+        data = build(client, client, b"192.0.2.7", b"http", NODE_HOST)
+        assert b"\r\nx-forwarded-for: 1.1.1.1, 2.2.2.2, 3.3.3.3, 192.0.2.7\r\n" in data
+        assert b"\r\nvia: 1.0 fred, 1.1 nora, 1.1 dakia\r\n" in data
+        empty = RequestHead(b"GET", b"/", b"1.1", [(b"host", b"a"), (b"via", b"")], None,
+                            False, True, False)
+        assert b"\r\nvia: 1.1 dakia\r\n" in build(empty, empty, b"", b"http", NODE_HOST)
+
+
 def test_x_forwarded_for_gets_no_empty_element() -> None:
     """No address to append (a unix socket's peer is empty): the list goes on unchanged,
     not as "1.1.1.1, "; an empty list sent by the client is no element either."""
