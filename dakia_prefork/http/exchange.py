@@ -169,6 +169,9 @@ class Exchange:
             self.write_body(payload, chunks)
         else:
             assert isinstance(body, bytes)
+            if keep_alive and head.http_version == b"1.0":
+                # A 1.0 client takes the connection for closed unless told otherwise.
+                headers = [*(headers or ()), _KEEP_ALIVE_TAIL]
             payload = wire.simple_response(status, body, close=not keep_alive, extra=headers)
             if head.method == b"HEAD":
                 payload = payload[:len(payload) - len(body)]

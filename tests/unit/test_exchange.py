@@ -269,6 +269,22 @@ def test_early_answer_keeps_the_connection(make_harness: MakeHarness) -> None:
     assert [r.status for r in responses(client.written, b"GET", b"GET")] == [404, 200]
 
 
+@pytest.mark.parametrize("interceptors", [[], [{"name": "server_version"}]],
+                         ids=["no-interceptors", "interceptors"])
+def test_early_answer_to_http10_keep_alive_says_keep_alive(
+        make_harness: MakeHarness, interceptors: list[dict[str, str]]) -> None:
+    """The connection stays open for the next request, so the 1.0 client must be told, as
+    proxied responses tell it; else it cannot reuse the connection."""
+    h = make_harness(interceptors=interceptors)
+    h.upstream(ok())
+    keep = b"connection: keep-alive\r\n"
+    client = h.serve(get(host=b"other.example", version=b"1.0", headers=keep),
+                     get(version=b"1.0", headers=keep))
+    first, second = bytes(client.written).split(b"\nHTTP/1.1 ")
+    assert first.startswith(b"HTTP/1.1 404 ") and b"\r\nconnection: keep-alive\r\n" in first
+    assert second.startswith(b"200 OK") and b"\r\nconnection: keep-alive\r\n" in second
+
+
 def test_short_circuit_interceptor_answers_without_connecting(
         make_harness: MakeHarness) -> None:
     h = make_harness(interceptors=[{"name": "short_circuit",
