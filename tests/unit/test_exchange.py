@@ -262,6 +262,15 @@ def test_request_answered_without_the_upstream(make_harness: MakeHarness, reques
     assert response.status == status and h.connects == []
 
 
+def test_early_answer_to_head_has_no_body(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    h.upstream(ok())
+    client = h.serve(get(method=b"HEAD", target=b"/elsewhere"), get())
+    not_found, following = responses(client.written, b"HEAD", b"GET")
+    assert not_found.status == 404 and int(not_found.header(b"content-length") or 0) > 0
+    assert following.status == 200
+
+
 def test_early_answer_keeps_the_connection(make_harness: MakeHarness) -> None:
     h = make_harness()
     h.upstream(ok())
@@ -332,6 +341,14 @@ def test_invalid_response_is_502(make_harness: MakeHarness) -> None:
     h = make_harness()
     h.upstream(b"HTTP/1.1 200 OK\r\nbroken header line\r\n\r\n")
     client = h.serve(get())
+    assert responses(client.written, b"GET")[0].status == 502
+
+
+def test_unsolicited_101_is_502(make_harness: MakeHarness) -> None:
+    """The gateway never forwards Upgrade, so a 101 is a broken upstream, for both engines."""
+    h = make_harness()
+    h.upstream(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n")
+    client = h.serve(get(headers=b"connection: upgrade\r\nupgrade: websocket\r\n"))
     assert responses(client.written, b"GET")[0].status == 502
 
 
