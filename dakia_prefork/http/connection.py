@@ -100,14 +100,17 @@ class DownstreamConnection:
             # all, whatever a reload swaps in meanwhile.
             runtime = ctx.runtime
             self.limits = runtime.limits
+            exchange = Exchange(self, event, runtime)
             try:
-                keep_alive = Exchange(self, event, runtime).run()
+                keep_alive = exchange.run()
             except ClientGone:
                 return
             except ProtocolError as exc:
                 # The request body broke its framing. Every path that reads a body does so
                 # before writing a response head, so the client can still get the error.
-                self.send_error(exc.status, str(exc))
+                sent = self.send_error(exc.status, str(exc))
+                ctx.access(self.peer, event, exchange.request, exc.status, sent,
+                           exchange.started)
                 return
             if not keep_alive:
                 # Not `or ctx.draining`: a response that went out without Connection: close
@@ -154,8 +157,8 @@ class DownstreamConnection:
             self.deadline = 0.0
             self.greenlet.throw(TimeoutError("timed out"))
 
-    def send_error(self, status: int, message: str) -> None:
-        """Answer a broken request and mark the connection for closing."""
+    def send_error(self, status: int, message: str) -> int:
+        """Answer a broken request and mark the connection for closing; the body's size."""
         body = b"%d %s\n" % (status, wire.REASONS.get(status, b"Error"))
         log.info("client %s: %d %s", self.peer, status, message)
         self.linger = True
@@ -163,6 +166,7 @@ class DownstreamConnection:
             self.write(wire.simple_response(status, body, close=True))
         except ClientGone:
             pass
+        return len(body)
 
     def discard_body(self) -> bool:
         """Read and drop a request body up to the discard limit; False if it was bigger."""

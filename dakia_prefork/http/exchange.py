@@ -367,7 +367,8 @@ class Exchange:
             body.add(event)
             if limit is not None and body.size > limit:
                 uconn.close()
-                conn.send_error(413, "request body larger than limits.max_body_bytes")
+                sent = conn.send_error(413, "request body larger than limits.max_body_bytes")
+                self.ctx.access(conn.peer, head, self.request, 413, sent, self.started)
                 raise ClientGone()
             data = wire.chunk(event) if chunked else event
             self._upstream_send(uconn, pending + data if pending else data, write_timeout)

@@ -156,6 +156,23 @@ def test_broken_request_body_is_400_and_cuts_the_upstream(make_harness: MakeHarn
     assert response.status == 400 and up.closed and h.pool.returned == []
 
 
+def test_broken_request_body_has_its_access_log_line(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    h.upstream(ok())
+    head = b"POST /api/x HTTP/1.1\r\nhost: example.com\r\ntransfer-encoding: chunked\r\n\r\n"
+    client = h.serve(head, b"5\r\nhello\r\nzz\r\n")
+    [response] = responses(client.written, b"POST")
+    assert h.log.lines == [(400, len(response.body))]
+
+
+def test_body_over_max_body_bytes_has_its_access_log_line(make_harness: MakeHarness) -> None:
+    h = make_harness(max_body_bytes=4)
+    h.upstream(ok())
+    client = h.serve(_post(b"/api/x", 5), b"hello")
+    [response] = responses(client.written, b"POST")
+    assert h.log.lines == [(413, len(response.body))]
+
+
 def test_client_silent_until_the_header_timeout_gets_no_answer(
         make_harness: MakeHarness) -> None:
     h = make_harness()
