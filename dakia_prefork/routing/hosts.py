@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
+from typing import ClassVar
 
 # A DNS-ish name or an IPv4 literal: dot-separated labels of letters, digits, '-' and '_'
 # ('_' appears in real internal names), optionally ending in the root's dot. Anything else
@@ -219,8 +220,10 @@ class HostLookup:
     One ``HostLookup`` belongs to one config version, so a reload never sees stale answers.
     """
 
-    MAX_ENTRIES = 1024
-    MAX_KEY = 270          # 253 for the name, [ ] for an IPv6 literal, ":65535"
+    # ClassVar: constants of the class, also in the compiled build (where a plain class
+    # attribute would become a per-instance default).
+    MAX_ENTRIES: ClassVar[int] = 1024
+    MAX_KEY: ClassVar[int] = 270   # 253 for the name, [ ] for an IPv6 literal, ":65535"
 
     __slots__ = ("_matcher", "_seen")
 
