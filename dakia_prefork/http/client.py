@@ -55,18 +55,7 @@ def open_upstream(node: Node, timeout: float, resolver: Resolver | None) -> Upst
     # waits; refreshes run aside).
     timer = gevent.Timeout.start_new(timeout, LookupTimeout) if node.named else None
     try:
-        sock = open_connection(node, timeout, resolver)
-    except (TimeoutError, LookupTimeout):
-        raise UpstreamFailed(504, "connect timed out", sent=False) from None
-    except socket.gaierror as exc:
-        raise UpstreamFailed(502, f"cannot resolve the node's name: {exc}",
-                             b"the upstream's name does not resolve", sent=False) from None
-    except ssl.SSLError as exc:
-        raise UpstreamFailed(502, f"TLS handshake failed: {exc}",
-                             b"the TLS handshake with the upstream failed", sent=False) from None
-    except OSError as exc:
-        raise UpstreamFailed(502, f"connect failed: {exc}",
-                             b"the upstream refused the connection", sent=False) from None
+        sock = _opened(lambda left: open_connection(node, left, resolver), timeout)
     finally:
         if timer is not None:
             timer.close()
@@ -77,8 +66,14 @@ def open_with(opener: Callable[[float], socket.socket], timeout: float) -> Upstr
     """The connection that ``opener(timeout)`` opens, its failures mapped as in
     ``open_upstream`` (raises UpstreamFailed, ``sent=False``). It has no pool key: close it
     after the exchange."""
+    return UpstreamConnection(_opened(opener, timeout), None)
+
+
+def _opened(opener: Callable[[float], socket.socket], timeout: float) -> socket.socket:
+    """``opener(timeout)``, each way of failing mapped to an ``UpstreamFailed`` with
+    ``sent=False``: nothing of a request reached the node."""
     try:
-        sock = opener(timeout)
+        return opener(timeout)
     except (TimeoutError, LookupTimeout):
         raise UpstreamFailed(504, "connect timed out", sent=False) from None
     except socket.gaierror as exc:
@@ -90,7 +85,6 @@ def open_with(opener: Callable[[float], socket.socket], timeout: float) -> Upstr
     except OSError as exc:
         raise UpstreamFailed(502, f"connect failed: {exc}",
                              b"the upstream refused the connection", sent=False) from None
-    return UpstreamConnection(sock, None)
 
 
 def send(conn: UpstreamConnection, data: bytes, replayable: bool = False) -> None:
