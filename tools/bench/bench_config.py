@@ -99,7 +99,13 @@ def gateway_section(scenario: str, port: int, upstream_port: int,
 def gateway_config(scenario: str, engine: str, port: int, upstream_port: int, tmp: str,
                    routes: int = ROUTES) -> Config:
     """The whole config file of one gateway: ``scenario`` on ``engine``, files under ``tmp``."""
-    name = f"{scenario}-{engine}"
+    return config_file(tmp, f"{scenario}-{engine}", engine,
+                       gateway_section(scenario, port, upstream_port, routes))
+
+
+def config_file(tmp: str, name: str, engine: str, gateway: Config) -> Config:
+    """A one-worker config for ``gateway`` on ``engine``, access log off, its pid file,
+    state and error log under ``tmp`` named after ``name``."""
     return {
         "workers": 1,
         "http_parser": engine,
@@ -107,5 +113,5 @@ def gateway_config(scenario: str, engine: str, port: int, upstream_port: int, tm
         "state_dir": os.path.join(tmp, f"state-{name}"),
         "access_log": "off",
         "error_log": os.path.join(tmp, f"error-{name}.log"),
-        "gateways": [gateway_section(scenario, port, upstream_port, routes)],
+        "gateways": [gateway],
     }

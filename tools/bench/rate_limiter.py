@@ -32,6 +32,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from bench_config import bare_gateway, config_file  # noqa: E402
 from bench_load import LoadResult, Request, run_wrk  # noqa: E402
 from bench_procs import Processes, free_port, wait_http, wait_port  # noqa: E402
 from bench_targets import summarize  # noqa: E402
@@ -53,23 +54,8 @@ def variants(redis_url: str | None) -> dict[str, list[dict[str, Any]]]:
 
 def write_config(tmp: str, name: str, port: int, upstream_port: int, engine: str,
                  interceptors: list[dict[str, Any]]) -> str:
-    config = {
-        "workers": 1,
-        "http_parser": engine,
-        "pid_file": os.path.join(tmp, f"{name}.pid"),
-        "state_dir": os.path.join(tmp, f"state-{name}"),
-        "access_log": "off",
-        "error_log": os.path.join(tmp, f"error-{name}.log"),
-        "gateways": [{
-            "name": "bench",
-            "bind_addresses": [{"host": "127.0.0.1", "port": port}],
-            "downstreams": [{"host": "localhost"}, {"host": "127.0.0.1"}],
-            "upstreams": [{"name": "up", "default": True, "upstream_nodes": [
-                {"address": {"host": "127.0.0.1", "port": upstream_port}}]}],
-            "routers": [{"upstream": "up"}],
-            "interceptors": interceptors,
-        }],
-    }
+    config = config_file(tmp, name, engine,
+                         {**bare_gateway(port, upstream_port), "interceptors": interceptors})
     path = os.path.join(tmp, f"{name}.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
