@@ -30,7 +30,9 @@ def test_a_node_that_does_not_speak_http_fails_its_checks(engine, upstreams, gat
                     "upstream_nodes": [node(garbage.port)]}], engine=engine)
     label = f"127.0.0.1:{garbage.port}"
     wait_until(lambda: node_state(gw, "app", label).health == "unhealthy", 10, "unhealthy")
-    assert "is unhealthy (invalid response: illegal status line" in gw.log_text()
+    # The checker records the state in shared memory first and logs it just after.
+    wait_until(lambda: "is unhealthy (invalid response: illegal status line" in gw.log_text(),
+               5, "the log line saying why")
 
 
 def test_one_health_checker_for_all_workers_and_it_comes_back(upstreams, gateways):
