@@ -59,6 +59,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from ..message.heads import Headers
 from ..shm.buckets import BucketLimit, BucketTable, TakeResult
 from .base import Interceptor, Problem, Problems, register
 from .context import Context, Reply
@@ -71,6 +72,8 @@ _TOO_MANY = b"429 Too Many Requests\n"
 _LIMIT = b"ratelimit-limit"
 _REMAINING = b"ratelimit-remaining"
 _RESET = b"ratelimit-reset"
+_X_REMAINING = b"x-" + _REMAINING
+_X_RESET = b"x-" + _RESET
 _HEADER_NAMES = frozenset(prefix + name for prefix in (b"", b"x-")
                           for name in (_LIMIT, _REMAINING, _RESET))
 
@@ -159,7 +162,9 @@ class RateLimiter(Interceptor):
         self.redis_settings: dict[str, Any] = dict(config.get("redis") or {})
         self.limit = BucketLimit("unattached", self.capacity, self.refill_rate,
                                  self.refill_interval)
-        self._limit_value = b"%d" % self.capacity
+        limit_value = b"%d" % self.capacity
+        self._limit_header = (_LIMIT, limit_value)
+        self._x_limit_header = (b"x-" + _LIMIT, limit_value)
         self._take: Callable[[BucketLimit, str], TakeResult | None] = self._no_table
 
     def attach(self, resources: Resources, ident: str) -> None:
@@ -184,13 +189,18 @@ class RateLimiter(Interceptor):
         remaining = result.remaining
         kept = ctx.vars.get(_VAR)
         if kept is None or remaining < kept[0]:
-            ctx.vars[_VAR] = (remaining, [
-                (_LIMIT, self._limit_value), (_REMAINING, b"%d" % remaining),
-                (_RESET, b"%d" % math.ceil(result.reset_seconds))])
+            ctx.vars[_VAR] = (remaining, self._headers(remaining, result.reset_seconds))
         if result.allowed:
             return None
         retry_after = max(1, math.ceil(result.retry_after_seconds))
         return Reply(429, _TOO_MANY, [("retry-after", b"%d" % retry_after)])
+
+    def _headers(self, remaining: int, reset_seconds: float) -> Headers:
+        """The six rate-limit headers of a response, in the order they are sent."""
+        left = b"%d" % remaining
+        reset = b"%d" % math.ceil(reset_seconds)
+        return [self._limit_header, (_REMAINING, left), (_RESET, reset),
+                self._x_limit_header, (_X_REMAINING, left), (_X_RESET, reset)]
 
     def pre_downstream_response(self, ctx: Context) -> None:
         kept = ctx.vars.pop(_VAR, None)          # the first limiter of the chain writes them
@@ -198,8 +208,8 @@ class RateLimiter(Interceptor):
             return
         assert ctx.response is not None
         raw = ctx.response.headers.raw
-        if any(name in _HEADER_NAMES for name, _ in raw):
-            raw[:] = [pair for pair in raw if pair[0] not in _HEADER_NAMES]
-        pairs = kept[1]
-        raw.extend(pairs)
-        raw.extend((b"x-" + name, value) for name, value in pairs)
+        for name, _ in raw:
+            if name in _HEADER_NAMES:            # the upstream's own: ours replace them
+                raw[:] = [pair for pair in raw if pair[0] not in _HEADER_NAMES]
+                break
+        raw.extend(kept[1])

@@ -24,29 +24,31 @@ _BATCH = 4096
 
 class UuidSource:
     """Random (version 4) UUID strings, cut from random bytes read 4 KiB at a time: one
-    ``getrandom`` per 256 ids instead of one per id (``uuid.uuid4`` also builds a UUID
-    object to format it). The buffer is dropped in a forked child, so no two processes
-    ever hand out the same ids."""
+    ``getrandom`` (and one ``hex``) per 256 ids instead of one per id (``uuid.uuid4`` also
+    builds a UUID object to format it). The buffer is dropped in a forked child, so no two
+    processes ever hand out the same ids."""
 
     __slots__ = ("_pool", "_at")
 
     def __init__(self) -> None:
-        self._pool = b""
-        self._at = _BATCH
+        self._pool = ""              # hex digits: 32 per id
+        self._at = 0
 
     def reset(self) -> None:
-        self._pool = b""
-        self._at = _BATCH
+        self._pool = ""
+        self._at = 0
 
     def next(self) -> str:
         at = self._at
-        if at >= len(self._pool):
-            self._pool = os.urandom(_BATCH)
+        pool = self._pool
+        if at >= len(pool):
+            pool = self._pool = os.urandom(_BATCH).hex()
             at = 0
-        self._at = at + 16
-        h = self._pool[at:at + 16].hex()
-        return (f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-"
-                f"{h[20:]}")
+        self._at = at + 32
+        # The version nibble is 4; the variant's two high bits are 10 (RFC 9562 4.1, 4.2).
+        return (f"{pool[at:at + 8]}-{pool[at + 8:at + 12]}-4{pool[at + 13:at + 16]}-"
+                f"{_VARIANT[int(pool[at + 16], 16) & 3]}{pool[at + 17:at + 20]}-"
+                f"{pool[at + 20:at + 32]}")
 
 
 _IDS = UuidSource()

@@ -50,6 +50,8 @@ from .spin import acquire, default_pause, lock_at, unlock_at
 MAGIC = 0xDA1CB0C7
 LAYOUT = 1
 WINDOW = 16
+DIGEST_CACHE_ENTRIES = 4096
+DIGEST_CACHE_KEY_CHARS = 64
 
 _HEADER = struct.Struct("=IIIIQQ")   # magic, layout, capacity, window, idle/busy evictions
 _HEADER_SIZE = 64
@@ -65,7 +67,7 @@ class BucketLimit:
     """One limiter's settings, prepared once per config version (not per request)."""
 
     __slots__ = ("limiter", "capacity", "refill_rate", "refill_interval_ms", "interval",
-                 "_hasher")
+                 "_hasher", "_digests")
 
     def __init__(self, limiter: str, capacity: int, refill_rate: int,
                  refill_interval_ms: int) -> None:
@@ -77,12 +79,25 @@ class BucketLimit:
         self.refill_interval_ms = refill_interval_ms
         self.interval = refill_interval_ms / 1000.0
         self._hasher = hashlib.blake2b(limiter.encode() + b"\0", digest_size=8)
+        # Recent keys' digests: a client address is hashed once, not on every request.
+        # Bounded in entries and in key length (a header value may be long), and emptied
+        # whole when full, which costs one re-hash per key.
+        self._digests: dict[str, int] = {}
 
     def digest(self, key: str) -> int:
         """The non-zero 64-bit digest of this limiter's bucket for ``key``."""
+        known = self._digests.get(key)
+        if known is not None:
+            return known
         hasher = self._hasher.copy()
         hasher.update(key.encode("utf-8", "surrogateescape"))
-        return int.from_bytes(hasher.digest(), "little") or 1
+        digest = int.from_bytes(hasher.digest(), "little") or 1
+        if len(key) <= DIGEST_CACHE_KEY_CHARS:
+            digests = self._digests
+            if len(digests) >= DIGEST_CACHE_ENTRIES:
+                digests.clear()
+            digests[key] = digest
+        return digest
 
 
 class TakeResult(NamedTuple):
@@ -153,28 +168,36 @@ class BucketTable:
         if now is None:
             now = self._clock()
         digest = limit.digest(key)
-        buf, fd = self._buf, self._seg.fd
         while True:
             index = self._find(digest)
-            if index is None:
-                result = self._create(digest, limit, now)
+            if index is not None:
+                result = self._take_at(index, digest, limit, now)
                 if result is not None:
                     return result
-                # Created by another process meanwhile, or every candidate entry was in use
-                # at that instant: wait a little (with no lock held) and look again.
-                self._pause()
-                continue
-            lock_at(fd, 1 + index, self._pause)
-            try:
-                base = _HEADER_SIZE + index * _ENTRY_SIZE
-                if _KEY.unpack_from(buf, base)[0] != digest:
-                    continue                 # evicted between the scan and the lock
-                tokens, updated, _ = _STATE.unpack_from(buf, base + 8)
-                tokens, updated, full_at, result = take_token(tokens, updated, now, limit)
-                _STATE.pack_into(buf, base + 8, tokens, updated, full_at)
+                continue                     # evicted between the scan and the lock
+            result = self._create(digest, limit, now)
+            if result is not None:
                 return result
-            finally:
-                unlock_at(fd, 1 + index)
+            # Created by another process meanwhile, or every candidate entry was in use at
+            # that instant: wait a little (with no lock held) and look again.
+            self._pause()
+
+    def _take_at(self, index: int, digest: int, limit: BucketLimit,
+                 now: float) -> TakeResult | None:
+        """Take from the bucket at ``index`` under its entry lock; None if the entry was
+        given to another key between the lock-free scan and the lock."""
+        buf, fd = self._buf, self._seg.fd
+        lock_at(fd, 1 + index, self._pause)
+        try:
+            base = _HEADER_SIZE + index * _ENTRY_SIZE
+            if _KEY.unpack_from(buf, base)[0] != digest:
+                return None
+            tokens, updated, _ = _STATE.unpack_from(buf, base + 8)
+            tokens, updated, full_at, result = take_token(tokens, updated, now, limit)
+            _STATE.pack_into(buf, base + 8, tokens, updated, full_at)
+            return result
+        finally:
+            unlock_at(fd, 1 + index)
 
     def _find(self, digest: int) -> int | None:
         buf, capacity = self._buf, self.capacity

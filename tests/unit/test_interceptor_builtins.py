@@ -323,3 +323,19 @@ def test_ip_restriction_allow_and_deny() -> None:
     assert status("10.0.13.9") == 403 and status("192.168.0.1") == 403
     deny_only = chain("ip_restriction", {"deny": ["192.168.0.0/16"]})
     assert deny_only.start(make_request(peer="10.0.0.1"), "app").request_phases() is None
+
+
+def test_request_ids_are_distinct_version_4_uuids_across_refills() -> None:
+    import uuid
+
+    from dakia_prefork.interceptors.request_id import UuidSource
+
+    source = UuidSource()
+    ids = [source.next() for _ in range(600)]       # more than one 4 KiB batch
+    assert len(set(ids)) == 600
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    source.reset()
+    assert source.next() not in ids

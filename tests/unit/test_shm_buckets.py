@@ -190,3 +190,23 @@ def test_bad_limits_are_refused():
         BucketLimit("l", 0, 1, 1000)
     with pytest.raises(ValueError):
         BucketLimit("l", 1, 1, 0)
+
+
+def test_digests_are_cached_bounded_and_equal_to_the_uncached_ones(monkeypatch):
+    import hashlib
+
+    from dakia_prefork.shm import buckets
+
+    def plain(limiter: str, key: str) -> int:
+        hasher = hashlib.blake2b(limiter.encode() + b"\0", digest_size=8)
+        hasher.update(key.encode("utf-8", "surrogateescape"))
+        return int.from_bytes(hasher.digest(), "little") or 1
+
+    monkeypatch.setattr(buckets, "DIGEST_CACHE_ENTRIES", 4)
+    limit = BucketLimit("g/0", 10, 1, 1000)
+    keys = [f"10.0.0.{i}" for i in range(10)] + ["10.0.0.1", "x" * 65, "x" * 65, "\udcff"]
+    for key in keys:
+        assert limit.digest(key) == plain("g/0", key)
+        assert len(limit._digests) <= 4
+    assert "x" * 65 not in limit._digests       # long keys (header values) are not kept
+    assert BucketLimit("g/1", 10, 1, 1000).digest("10.0.0.1") != limit.digest("10.0.0.1")
