@@ -14,8 +14,11 @@ the peer's. We only read through it, so its states never advance past one messag
 Heads are cut out of the stream by ``framing`` before h11 sees them (first-byte rule, end of
 head, size limit, raw-byte policy), so these decisions are shared with the httptools engine
 and do not depend on how the bytes were split into reads. h11 then checks the grammar and
-the framing headers, and ``policy`` adds the gateway's rules. Bodies, chunk framing and
-trailers are read by h11 itself.
+the framing headers, and ``policy`` adds the gateway's rules. Chunked and close-delimited
+bodies, with their chunk framing and trailers, are read by h11 itself. A Content-Length
+body (or none) is counted out here (``_LENGTH``): h11 has already judged the head that
+framed it, counting bytes has no grammar to get wrong, and h11's reader, its state machine
+and its events cost more than the rest of a small request together.
 
 ``reference_request_head`` and ``reference_response_head`` are the verdict of this engine
 on one complete head. The httptools engine asks them whenever llhttp's result alone cannot
@@ -38,10 +41,11 @@ from . import framing, policy
 
 # Parser states. _DRAINED: a message that closes the connection has ended, only EOF may follow.
 _HEAD: Final = 0
-_BODY: Final = 1
+_BODY: Final = 1      # a chunked (or close-delimited) body, read by h11
 _DRAINED: Final = 2
 _DONE: Final = 3
 _DEAD: Final = 4
+_LENGTH: Final = 5    # a Content-Length body, counted here
 
 
 def _from_h11(exc: h11.RemoteProtocolError, status: int | None = None) -> ProtocolError:
@@ -69,11 +73,28 @@ def reference_request_head(head: bytes, limit: int) -> tuple[RequestHead, h11.Co
     return result, conn
 
 
+# The synthetic requests, one per method seen (h11 events are immutable): building and
+# validating an h11.Request costs more than sending it. Bounded: a client's method is a
+# token of its own choosing, so beyond the standard ones each is built afresh.
+_SYNTHETIC: dict[bytes, h11.Request] = {}
+_SYNTHETIC_MAX = 64
+_END_OF_MESSAGE = h11.EndOfMessage()
+
+
+def _synthetic_request(method: bytes) -> h11.Request:
+    request = _SYNTHETIC.get(method)
+    if request is None:
+        request = h11.Request(method=method, target=b"/", headers=[(b"host", b"upstream")])
+        if len(_SYNTHETIC) < _SYNTHETIC_MAX:
+            _SYNTHETIC[method] = request
+    return request
+
+
 def client_connection(request_method: bytes, limit: int) -> h11.Connection:
     """An h11 client connection that has sent a request with ``request_method``."""
     conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=limit)
-    conn.send(h11.Request(method=request_method, target=b"/", headers=[(b"host", b"upstream")]))
-    conn.send(h11.EndOfMessage())
+    conn.send(_synthetic_request(request_method))
+    conn.send(_END_OF_MESSAGE)
     return conn
 
 
@@ -100,11 +121,12 @@ class H11RequestParser:
     """Downstream parser on h11 (see the module docstring)."""
 
     __slots__ = ("_limit", "_buf", "_scan", "_conn", "_events", "_error", "_state", "_eof",
-                 "_keep_alive")
+                 "_keep_alive", "_remaining")
 
     def __init__(self, max_header_bytes: int = 65536) -> None:
         self._limit = max_header_bytes
-        self._buf = bytearray()            # the head being framed (state _HEAD)
+        self._buf = bytearray()            # the head being framed, or bytes after a head
+        self._remaining = 0                # of a Content-Length body (state _LENGTH)
         self._scan = 0                     # where to resume the search for its end
         self._conn: h11.Connection | None = None  # reads the current body (state _BODY)
         self._events: deque[RequestEvent] = deque()
@@ -128,6 +150,13 @@ class H11RequestParser:
             elif self._state == _HEAD:
                 self._buf += data
                 self._run()
+            elif self._state == _LENGTH:
+                if not self._buf and len(data) < self._remaining:
+                    self._events.append(data)      # all body, and not its end: no copy
+                    self._remaining -= len(data)
+                else:
+                    self._buf += data
+                    self._run()
             elif self._state == _BODY:
                 assert self._conn is not None
                 self._conn.receive_data(data)
@@ -153,6 +182,9 @@ class H11RequestParser:
             if self._state == _HEAD:
                 if not self._head():
                     return
+            elif self._state == _LENGTH:
+                if not self._length():
+                    return
             elif self._state == _BODY:
                 if not self._body():
                     return
@@ -172,15 +204,43 @@ class H11RequestParser:
         if end == -1:
             self._scan = max(0, len(buf) - 2)
             return False
-        head, self._conn = reference_request_head(bytes(buf[:end]), self._limit)
-        if end < len(buf):
-            self._conn.receive_data(bytes(buf[end:]))
-        self._buf = bytearray()
+        head, conn = reference_request_head(bytes(buf[:end]), self._limit)
         self._scan = 0
         self._keep_alive = head.keep_alive
         self._events.append(head)
-        self._state = _BODY
+        if head.chunked:
+            if end < len(buf):
+                conn.receive_data(bytes(buf[end:]))
+            self._buf = bytearray()
+            self._conn = conn
+            self._state = _BODY
+        else:
+            del buf[:end]                  # what follows the head: body, then the next request
+            self._remaining = head.content_length or 0
+            self._state = _LENGTH
         return True
+
+    def _length(self) -> bool:
+        """Hand on the buffered bytes of a Content-Length body; True when it ended and the
+        next request may follow."""
+        buf = self._buf
+        remaining = self._remaining
+        if remaining:
+            take = min(remaining, len(buf))
+            if take:
+                self._events.append(bytes(buf[:take]))
+                del buf[:take]
+                remaining = self._remaining = remaining - take
+            if remaining:
+                return False
+        self._events.append(END)
+        if self._keep_alive:
+            self._state = _HEAD
+            return True
+        self._state = _DRAINED
+        if buf:
+            raise ProtocolError("data after a request that closes the connection", 400)
+        return False
 
     def _body(self) -> bool:
         """Move h11's body events to the queue; True when the message ended."""
@@ -217,6 +277,9 @@ class H11RequestParser:
 
     def _feed_eof(self) -> None:
         """The client closed its side: end cleanly between messages, else fail."""
+        if self._state == _LENGTH:
+            raise ProtocolError("peer closed connection without sending complete message body",
+                                400)
         if self._state == _BODY:
             # h11 raises for every EOF inside a request body (no request is close-delimited).
             assert self._conn is not None
@@ -234,7 +297,7 @@ class H11ResponseParser:
     """Upstream parser on h11, for one response (see the module docstring)."""
 
     __slots__ = ("_limit", "_method", "_buf", "_scan", "_conn", "_events", "_error", "_state",
-                 "_eof", "_seen", "_trailing")
+                 "_eof", "_seen", "_trailing", "_remaining")
 
     def __init__(self, request_method: bytes, max_header_bytes: int = 65536) -> None:
         if request_method == b"CONNECT":
@@ -250,6 +313,7 @@ class H11ResponseParser:
         self._eof = False
         self._seen = False          # any byte of the response received yet
         self._trailing = False
+        self._remaining = 0         # of a Content-Length body (state _LENGTH)
 
     @property
     def trailing_data(self) -> bool:
@@ -273,6 +337,13 @@ class H11ResponseParser:
             elif self._state == _HEAD:
                 self._buf += data
                 self._run()
+            elif self._state == _LENGTH:
+                if not self._buf and len(data) < self._remaining:
+                    self._events.append(data)      # all body, and not its end: no copy
+                    self._remaining -= len(data)
+                else:
+                    self._buf += data
+                    self._length()
             elif self._state == _BODY:
                 self._conn.receive_data(data)
                 self._run()
@@ -295,7 +366,9 @@ class H11ResponseParser:
         while self._state == _HEAD:
             if not self._head():
                 return
-        if self._state == _BODY:
+        if self._state == _LENGTH:
+            self._length()
+        elif self._state == _BODY:
             self._body()
 
     def _head(self) -> bool:
@@ -316,11 +389,33 @@ class H11ResponseParser:
         if head.status < 200:
             del buf[:end]
             return True
+        if head.body == "length" or head.body == "none":
+            del buf[:end]            # what follows the head: the body, then nothing
+            self._remaining = head.content_length or 0 if head.body == "length" else 0
+            self._state = _LENGTH
+            return True
         if end < len(buf):
             self._conn.receive_data(bytes(buf[end:]))
         self._buf = bytearray()
         self._state = _BODY
         return True
+
+    def _length(self) -> None:
+        """Hand on the buffered bytes of a Content-Length body (or none), up to its end."""
+        buf = self._buf
+        remaining = self._remaining
+        if remaining:
+            take = min(remaining, len(buf))
+            if take:
+                self._events.append(bytes(buf[:take]))
+                del buf[:take]
+                remaining = self._remaining = remaining - take
+            if remaining:
+                return
+        self._events.append(END)
+        self._trailing = bool(buf)
+        self._buf = bytearray()
+        self._state = _DONE
 
     def _body(self) -> None:
         """Move h11's body events to the queue, up to END or the end of the input."""
@@ -348,6 +443,8 @@ class H11ResponseParser:
 
     def _feed_eof(self) -> None:
         """The upstream closed: ends a close-delimited body, else the response is broken."""
+        if self._state == _LENGTH:
+            raise ProtocolError("upstream closed before the end of the response body", 502)
         if self._state == _BODY:
             self._conn.receive_data(b"")
             self._run()
