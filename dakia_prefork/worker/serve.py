@@ -78,6 +78,8 @@ class Worker:
             # Host names of upstream nodes, cached for the worker's life (across reloads).
             resolver=Resolver(spawn=gevent.spawn))
         self.connections: set[DownstreamConnection] = set()
+        # Idle keep-alive connections waiting outside a greenlet, with their watchers.
+        self.parked: dict[DownstreamConnection, Any] = {}
         # Open connections, bounded by limits.max_connections of the current version.
         self.active = 0
         self._room = gevent.event.Event()
@@ -200,23 +202,65 @@ class Worker:
     def _serve_connection(self, sock: socket.socket, peer: str, info: ListenerInfo) -> None:
         try:
             conn = DownstreamConnection(self.ctx, sock, peer, info)
-            self.connections.add(conn)
-            try:
-                conn.run()
-                if conn.linger:
-                    _linger_close(sock)
-            except Exception:  # noqa: BLE001 - one bad connection must never take the worker down
-                log.exception("connection from %s failed", peer or "unix socket")
-            finally:
+        except BaseException:
+            self._closed(sock)
+            raise
+        self.connections.add(conn)
+        self._run_connection(conn)
+
+    def _run_connection(self, conn: DownstreamConnection) -> None:
+        """Run ``conn`` (anew, after it was parked) until it ends or is parked again."""
+        sock = cast(socket.socket, conn.sock)   # a worker's streams are sockets
+        try:
+            conn.run()
+            if conn.parked:
+                self._park(conn)
+                return
+            if conn.linger:
+                _linger_close(sock)
+        except Exception:  # noqa: BLE001 - one bad connection must never take the worker down
+            log.exception("connection from %s failed", conn.peer or "unix socket")
+        self.connections.discard(conn)
+        self._closed(sock)
+
+    def _closed(self, sock: socket.socket) -> None:
+        """Close a client socket and give its place back to the acceptors."""
+        try:
+            sock.close()
+        except OSError:
+            pass
+        self.active -= 1
+        if not self._room.is_set():
+            self._room.set()
+
+    # -- parked connections (http/connection.py: idle keep-alive without a greenlet) ------
+    def _park(self, conn: DownstreamConnection) -> None:
+        sock = cast(socket.socket, conn.sock)     # a worker's streams are sockets
+        watcher = gevent.get_hub().loop.io(sock.fileno(), 1)     # 1: readable
+        self.parked[conn] = watcher
+        watcher.start(self._unpark, conn)
+
+    def _unpark(self, conn: DownstreamConnection) -> None:
+        """The client sent something, or closed: serve it in a new greenlet (runs in the hub)."""
+        watcher = self.parked.pop(conn, None)
+        if watcher is None:
+            return
+        watcher.stop()
+        watcher.close()
+        gevent.spawn(self._run_connection, conn)
+
+    def _close_parked(self, now: float) -> int:
+        """Close the parked connections whose keep-alive timeout has passed; how many."""
+        closed = 0
+        for conn in list(self.parked):
+            if now - conn.idle_since >= conn.ctx.limits.keepalive_timeout:
+                watcher = self.parked.pop(conn)
+                watcher.stop()
+                watcher.close()
                 self.connections.discard(conn)
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-        finally:
-            self.active -= 1
-            if not self._room.is_set():
-                self._room.set()
+                self._closed(cast(socket.socket, conn.sock))
+                closed += 1
+        return closed
 
     # -- periodic work -------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
@@ -231,7 +275,13 @@ class Worker:
         (http/connection.py explains why they are not socket timeouts)."""
         while True:
             gevent.sleep(SWEEP_SECONDS)
-            expire_waits(self.connections, time.monotonic())
+            now = time.monotonic()
+            _expired, parking = expire_waits(self.connections, now)
+            if parking:
+                log.debug("worker %d: parking %d idle keep-alive connection(s), %d parked "
+                          "already", self.pid, parking, len(self.parked))
+            if self.parked:
+                self._close_parked(now)
 
     def _flush_loop(self) -> None:
         while True:

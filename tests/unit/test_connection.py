@@ -7,7 +7,7 @@ import time
 
 import gevent
 
-from dakia_prefork.http.connection import DISCARD_LIMIT, expire_waits
+from dakia_prefork.http.connection import DISCARD_LIMIT, PARK_AFTER, Parked, expire_waits
 from inmemory import (BODY_TIMEOUT, HEADER_TIMEOUT, KEEPALIVE_TIMEOUT, SEND_TIMEOUT,
                       MakeHarness, engine, get, make_harness, ok, responses, runtime_of)
 
@@ -111,8 +111,71 @@ def test_expire_waits_counts_the_waits_past_their_deadline(make_harness: MakeHar
     conns[1].deadline = now + 60
     for conn in conns:
         conn.greenlet = None                # nothing to throw into: the callbacks do nothing
-    assert expire_waits(conns, now) == 1
+    assert expire_waits(conns, now) == (1, 0)
     gevent.sleep(0)                         # let the hub run the callback it was given
+
+
+class _Recorder:
+    """Stands in for a connection's greenlet: records what is thrown into it."""
+
+    def __init__(self) -> None:
+        self.thrown: list[type[BaseException]] = []
+
+    def throw(self, error: BaseException) -> None:
+        self.thrown.append(type(error))
+
+
+def test_only_a_connection_idle_for_park_after_is_parked(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    now = time.monotonic()
+    conns = [h.connection()[0] for _ in range(5)]
+    waiting = now + 60
+    states = [  # (idle, idle since, deadline)
+        (True, now - PARK_AFTER - 1, waiting),      # idle long enough: parked
+        (True, now - PARK_AFTER / 2, waiting),      # idle, not long enough yet
+        (False, now - PARK_AFTER - 1, waiting),     # inside a request (e.g. the upstream's)
+        (True, now - PARK_AFTER - 1, 0.0),          # not waiting at all
+        (True, now - PARK_AFTER - 1, now - 1),      # past its deadline: times out instead
+    ]
+    greenlets = []
+    for conn, (idle, since, deadline) in zip(conns, states):
+        conn.idle, conn.idle_since, conn.deadline = idle, since, deadline
+        conn.greenlet = _Recorder()
+        greenlets.append(conn.greenlet)
+    assert expire_waits(conns, now) == (1, 1)
+    gevent.sleep(0)                         # the hub runs the callbacks
+    assert [g.thrown for g in greenlets] == [[Parked], [], [], [], [TimeoutError]]
+
+
+def test_park_does_nothing_once_the_wait_is_over(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    conn = h.connection()[0]
+    conn.greenlet = recorder = _Recorder()
+    conn.idle, conn.deadline = True, time.monotonic() + 60
+    conn.deadline = 0.0                     # the request arrived before the callback ran
+    conn.park()
+    conn.idle, conn.deadline = False, time.monotonic() + 60
+    conn.park()                             # a new request is being served
+    assert recorder.thrown == []
+    conn.idle = True
+    conn.park()
+    assert recorder.thrown == [Parked]
+
+
+def test_a_parked_connection_serves_on_when_run_again(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    h.upstream(ok(b"one"), ok(b"two"))
+    conn, client = h.connection(get(), Parked())     # parked while idle after the first
+    conn.run()
+    assert conn.parked and conn.greenlet is None and not client.closed
+    assert conn.idle and conn.requests == 1
+    first = client.take_written()
+    assert [r.body for r in responses(first, b"GET")] == [b"one"]
+    client.feed(get())                      # the client comes back: the worker runs it again
+    conn.run()
+    assert not conn.parked and conn.requests == 2
+    assert [r.body for r in responses(client.take_written(), b"GET")] == [b"two"]
+    assert len(h.connections) == 1          # the same upstream connection, from the pool
 
 
 # -- order and errors -------------------------------------------------------------------------
@@ -230,3 +293,16 @@ def test_draining_worker_closes_after_the_next_response(make_harness: MakeHarnes
     conn.run()
     [response] = responses(client.written, b"GET")
     assert response.header(b"connection") == b"close" and client.pending_reads == 1
+
+
+def test_a_parked_connection_keeps_a_parser_that_holds_bytes(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    h.upstream(ok(b"one"), ok(b"two"))
+    # The first request's read also brought the start of the second: that stays parsed.
+    conn, client = h.connection(get() + b"GET /api/x HTTP/1.1\r\n", Parked())
+    conn.run()
+    assert conn.parked
+    client.feed(b"host: example.com\r\n\r\n")
+    conn.run()
+    assert [r.body for r in responses(client.take_written(), b"GET", b"GET")] == [b"one",
+                                                                                  b"two"]
