@@ -99,8 +99,8 @@ class HeaderList:
         ``header_value``, typically once when the config loads): replace every ``name``
         header with one carrying ``value``, without validating again per request."""
         raw = self.raw
-        for index in range(len(raw)):
-            if raw[index][0] == name:
+        for present, _ in raw:
+            if present == name:
                 raw[:] = [h for h in raw if h[0] != name]
                 break
         raw.append((name, value))
