@@ -6,6 +6,8 @@ reports the filter's own error, not a second "no filter named" one.
 """
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ..routing.filters import FilterError, compile_filter, normalise_filter_spec
@@ -20,14 +22,38 @@ _OPTIONAL_LISTS = ("downstreams", "routers", "interceptors", "filters")
 DEFAULT_UPSTREAM_ALIAS = "default"
 
 
-def normalise_gateways(gateways: list[dict[str, Any]], base_dir: str,
-                       findings: Findings) -> None:
-    """Check and normalise, in place, every defaults-filled gateway."""
+WHOLE_GATEWAY = "*"
+"""In a gateway's set of quarantined sections: the gateway itself failed the schema."""
+
+
+class _EveryName:
+    """The names of a section that failed the schema: unknown, so any reference passes
+    (the section's own schema error is what the user needs to see)."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+def normalise_gateways(gateways: list[dict[str, Any]], base_dir: str, findings: Findings,
+                       quarantined: Mapping[int, AbstractSet[str]] | None = None) -> None:
+    """Check and normalise, in place, every defaults-filled gateway.
+
+    ``quarantined`` maps a gateway's index to its sections (``bind_addresses``,
+    ``routers``, ...) that failed the schema, or to :data:`WHOLE_GATEWAY`: their shape
+    cannot be relied on, so their checks are skipped, and references into them (a router's
+    upstream, an interceptor's filter) are taken as resolved.
+    """
+    quarantined = quarantined or {}
     first_by_name: dict[str, str] = {}
     for index, gateway in enumerate(gateways):
+        broken = quarantined.get(index, frozenset())
+        if WHOLE_GATEWAY in broken:
+            continue
         path = child("gateways", index)
         name_path = child(path, "name")
-        if gateway["name"] in first_by_name:
+        if "name" in broken:
+            pass
+        elif gateway["name"] in first_by_name:
             findings.error(name_path, f"duplicate gateway name {gateway['name']!r} "
                                       f"(also {first_by_name[gateway['name']]})")
         else:
@@ -36,14 +62,24 @@ def normalise_gateways(gateways: list[dict[str, Any]], base_dir: str,
             # YAML's `routers:` with nothing under it is null: the same as absent.
             if gateway[key] is None:
                 gateway[key] = []
-        _normalise_binds(gateway["bind_addresses"], child(path, "bind_addresses"),
-                         base_dir, findings)
-        _normalise_downstreams(gateway["downstreams"], child(path, "downstreams"), findings)
-        normalise_upstreams(gateway["upstreams"], child(path, "upstreams"), base_dir, findings)
-        filter_names = _normalise_filters(gateway["filters"], child(path, "filters"), findings)
-        _resolve_routers(gateway, path, filter_names, findings)
-        check_interceptors(gateway["interceptors"], child(path, "interceptors"),
-                           filter_names, findings, base_dir)
+        if "bind_addresses" not in broken:
+            _normalise_binds(gateway["bind_addresses"], child(path, "bind_addresses"),
+                             base_dir, findings)
+        if "downstreams" not in broken:
+            _normalise_downstreams(gateway["downstreams"], child(path, "downstreams"),
+                                   findings)
+        if "upstreams" not in broken:
+            normalise_upstreams(gateway["upstreams"], child(path, "upstreams"), base_dir,
+                                findings)
+        filter_names: Container[str] = (
+            _EveryName() if "filters" in broken
+            else _normalise_filters(gateway["filters"], child(path, "filters"), findings))
+        if "routers" not in broken:
+            _resolve_routers(gateway, path, filter_names, findings,
+                             upstreams_known="upstreams" not in broken)
+        if "interceptors" not in broken:
+            check_interceptors(gateway["interceptors"], child(path, "interceptors"),
+                               filter_names, findings, base_dir)
 
 
 def _normalise_binds(binds: list[dict[str, Any]], path: str, base_dir: str,
@@ -97,17 +133,21 @@ def _normalise_filters(filters: list[dict[str, Any]], path: str,
     return set(first_by_name)
 
 
-def _resolve_routers(gateway: dict[str, Any], path: str, filter_names: set[str],
-                     findings: Findings) -> None:
-    """Resolve router upstreams (``default`` included) and filters; note dead routes."""
-    upstream_names = {u["name"] for u in gateway["upstreams"]}
-    default = next((u["name"] for u in gateway["upstreams"] if u["default"]), None)
+def _resolve_routers(gateway: dict[str, Any], path: str, filter_names: Container[str],
+                     findings: Findings, *, upstreams_known: bool = True) -> None:
+    """Resolve router upstreams (``default`` included) and filters; note dead routes.
+
+    With ``upstreams_known`` false (the upstreams failed the schema), router upstreams are
+    left as they are and taken as resolved."""
+    upstream_names = {u["name"] for u in gateway["upstreams"]} if upstreams_known else set()
+    default = (next((u["name"] for u in gateway["upstreams"] if u["default"]), None)
+               if upstreams_known else None)
     routers_path = child(path, "routers")
     catch_all: str | None = None
     for index, router in enumerate(gateway["routers"]):
         router_path = child(routers_path, index)
         target = router["upstream"]
-        if target in upstream_names:
+        if target in upstream_names or not upstreams_known:
             pass  # A real name wins over the alias, even an upstream named "default".
         elif target == DEFAULT_UPSTREAM_ALIAS and default is not None:
             router["upstream"] = default
@@ -125,6 +165,6 @@ def _resolve_routers(gateway: dict[str, Any], path: str, filter_names: set[str],
                                          "takes every request first")
         elif filter_name is None:
             catch_all = router_path
-    if not gateway["routers"] and default is None:
+    if not gateway["routers"] and default is None and upstreams_known:
         findings.notice(routers_path, "no routers and no upstream marked default: true; "
                                       "every request will be answered 404")

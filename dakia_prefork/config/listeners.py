@@ -6,6 +6,7 @@ SO_REUSEPORT the kernel hands each connection to the most specific listener.
 """
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ..routing.hosts import split_host_port
@@ -14,10 +15,15 @@ from .findings import Findings
 from .location import child
 
 
-def check_unique_listeners(config: dict[str, Any], findings: Findings) -> None:
-    """Record an error for each address bound a second time, naming the first binder."""
+def check_unique_listeners(config: dict[str, Any], findings: Findings,
+                           skip: AbstractSet[int] = frozenset()) -> None:
+    """Record an error for each address bound a second time, naming the first binder;
+    the gateways whose indices are in ``skip`` (their addresses or names failed the
+    schema) are left out."""
     first: dict[str, tuple[str, str]] = {}
     for gateway_index, gateway in enumerate(config["gateways"]):
+        if gateway_index in skip:
+            continue
         gateway_path = child("gateways", gateway_index)
         for index, address in enumerate(gateway["bind_addresses"]):
             path = child(child(gateway_path, "bind_addresses"), index)

@@ -30,6 +30,11 @@ def format_location(parts: Iterable[str | int]) -> str:
     return path
 
 
+def steps(path: str) -> list[str | int]:
+    """The keys and indices of a location, in order: ``a[2].b`` is ``["a", 2, "b"]``."""
+    return [int(index) if index else name for index, name in _TOKEN.findall(path)]
+
+
 def sort_key(path: str) -> tuple[tuple[int, int, str], ...]:
     """Orders locations by structure: ``[2]`` before ``[10]``, a parent before its children."""
     return tuple((0, int(index), "") if index else (1, 0, name)

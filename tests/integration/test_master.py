@@ -188,6 +188,29 @@ def test_version_and_check_commands():
     assert "configuration is valid" in check.stdout
 
 
+def test_check_prints_schema_and_semantic_errors_together(tmp_path):
+    """The README's example output of `check`, from the file it describes."""
+    config = {"gateways": [{
+        "name": "main",
+        "bind_addresses": [{"host": "127.0.0.1", "port": 8080}],
+        "upstreams": [{"name": "app", "upstream_nodes": [
+            {"address": {"host": "127.0.0.1", "port": 70000}}]}],
+        "filters": [{"name": "payment", "path": {"$starts_with": "/pay"}}],
+        "routers": [{"upstream": "app", "filter": "payment"},
+                    {"upstream": "app", "filter": "paymnet"}],
+    }]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    check = subprocess.run([sys.executable, "-m", "dakia_prefork.cli", "check", "-c",
+                            str(path)], capture_output=True, text=True, timeout=20, cwd=ROOT)
+    assert check.returncode == 1
+    assert check.stderr.splitlines() == [
+        "gateways[0].routers[1].filter: no filter named 'paymnet'",
+        "gateways[0].upstreams[0].upstream_nodes[0].address.port: "
+        "70000 is greater than the maximum of 65535",
+        f"{path}: configuration is invalid"]
+
+
 def test_default_config_answers_without_any_upstream(tmp_path):
     """The shipped etc/dakia/dakia.yaml: a page of its own, and 502 for /api/ with none."""
     with open(os.path.join(ROOT, "etc", "dakia", "dakia.yaml")) as f:

@@ -505,10 +505,94 @@ def test_semantic_errors_are_all_collected() -> None:
     assert len(errors_of(raw)) == 4
 
 
-def test_schema_errors_stop_before_semantic_checks() -> None:
-    raw = with_gateway(routers=[{"upstream": "x"}], bind_addresses=[{"host": "a", "port": 0}])
+def test_schema_errors_and_semantic_errors_of_one_gateway_come_together() -> None:
+    # Issue 10 asks for this: a schema error no longer hides the semantic ones (it used to
+    # stop the run before them). The section that failed the schema is skipped: its own
+    # semantic checks and the references into it.
+    raw = with_gateway(routers=[{"upstream": "x"}, {"upstream": "app", "filter": "paymnet"}],
+                       bind_addresses=[{"host": "a", "port": 0}])
     assert errors_of(raw) == [
-        "gateways[0].bind_addresses[0].port: 0 is less than the minimum of 1"]
+        "gateways[0].bind_addresses[0].port: 0 is less than the minimum of 1",
+        "gateways[0].routers[0].upstream: no upstream named 'x'",
+        "gateways[0].routers[1].filter: no filter named 'paymnet'"]
+    raw["gateways"][0]["upstreams"][0]["upstream_nodes"][0]["address"]["port"] = 70000
+    # With the upstreams unreadable, a router's upstream cannot be judged: not reported.
+    assert errors_of(raw) == [
+        "gateways[0].bind_addresses[0].port: 0 is less than the minimum of 1",
+        "gateways[0].routers[1].filter: no filter named 'paymnet'",
+        "gateways[0].upstreams[0].upstream_nodes[0].address.port: "
+        "70000 is greater than the maximum of 65535"]
+
+
+def test_references_into_a_section_that_failed_the_schema_are_not_reported() -> None:
+    raw = with_gateway(filters=[{"name": "f", "path": "/"}, {"name": 5, "path": "/"}],
+                       routers=[{"upstream": "app", "filter": "f"}],
+                       interceptors=[{"name": "request_id", "filter": "f"}])
+    errors = errors_of(raw)
+    assert len(errors) == 1 and errors[0].startswith("gateways[0].filters[1].name: ")
+
+
+def test_schema_errors_and_semantic_errors_of_other_gateways_come_together() -> None:
+    broken = copy.deepcopy(MINIMAL_GATEWAY)
+    broken["bind_addresses"] = [{"host": "a", "port": 0}]
+    other = copy.deepcopy(MINIMAL_GATEWAY)
+    other.update(name="second", routers=[{"upstream": "nowhere"}],
+                 bind_addresses=[{"host": "127.0.0.1", "port": 8081}])
+    errors = errors_of({"gateways": [broken, other]})
+    assert errors[0] == "gateways[0].bind_addresses[0].port: 0 is less than the minimum of 1"
+    assert len(errors) == 2
+    assert errors[1].startswith("gateways[1].routers[0].upstream: ")
+
+
+def test_a_setting_that_fails_the_schema_does_not_hide_the_gateways_errors() -> None:
+    raw = with_gateway(routers=[{"upstream": "nowhere"}])
+    raw["limits"] = {"max_body_bytes": "lots"}
+    raw["wrokers"] = 2
+    errors = errors_of(raw)
+    assert [line.split(":")[0] for line in errors] == [
+        "gateways[0].routers[0].upstream", "limits.max_body_bytes", "wrokers"]
+
+
+def test_broken_gateways_list_still_reports_the_settings_errors() -> None:
+    errors = errors_of({"gateways": "none", "admin": {"listen": "nowhere"}})
+    assert [line.split(":")[0] for line in errors] == ["admin.listen", "gateways"]
+
+
+def test_duplicate_binds_are_judged_only_between_readable_addresses() -> None:
+    first = copy.deepcopy(MINIMAL_GATEWAY)
+    first["upstreams"] = "none"
+    second = copy.deepcopy(MINIMAL_GATEWAY)
+    second["name"] = "second"
+    errors = errors_of({"gateways": [first, second]})
+    assert [line.split(":")[0] for line in errors] == [
+        "gateways[0].upstreams", "gateways[1].bind_addresses[0]"]
+    first["bind_addresses"][0]["bakclog"] = 5
+    errors = errors_of({"gateways": [first, second]})
+    assert [line.split(":")[0] for line in errors] == [
+        "gateways[0].bind_addresses[0].bakclog", "gateways[0].upstreams"]
+
+
+@pytest.mark.parametrize("where, value", [
+    (("gateways", 0), 5), (("gateways", 0, "bind_addresses"), {"a": 1}),
+    (("gateways", 0, "bind_addresses", 0), "x"), (("gateways", 0, "upstreams", 0), None),
+    (("gateways", 0, "upstreams", 0, "upstream_nodes"), [[]]),
+    (("gateways", 0, "routers"), [{"filter": {"path": 3}}]), (("gateways", 0, "name"), [1]),
+    (("gateways", 0, "interceptors"), [[{"name": "x"}]]), (("limits",), [1]),
+    (("admin",), "127.0.0.1:9901"), (("workers",), {"n": 1}), (("access_log",), 7),
+])
+def test_any_misshapen_part_is_a_config_error_and_never_a_crash(
+        where: tuple[str | int, ...], value: Any) -> None:
+    raw: Any = minimal()
+    raw["gateways"].append(copy.deepcopy(MINIMAL_GATEWAY) | {"name": "other", "routers": [
+        {"upstream": "nowhere"}], "bind_addresses": [{"host": "127.0.0.1", "port": 9}]})
+    target = raw
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = value
+    errors = errors_of(raw)
+    # The other gateway's semantic error is reported beside the schema error.
+    assert any(line.startswith("gateways[1].routers[0].upstream: ") for line in errors)
+    assert len(errors) >= 2
 
 
 def test_non_mapping_config() -> None:
