@@ -26,12 +26,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .dakia import absorb_dakia_keys
 from .defaults import fill_defaults
+from .environment import substitute
 from .errors import ConfigError
 from .findings import Findings
 from .gateways import WHOLE_GATEWAY, normalise_gateways
@@ -42,8 +43,12 @@ from .settings import normalise_settings
 from .source import load_source
 
 
-def validate(raw: dict[str, Any], *, base_dir: str) -> tuple[dict[str, Any], list[str]]:
+def validate(raw: dict[str, Any], *, base_dir: str,
+             environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Validate and normalise ``raw``; relative paths resolve against ``base_dir``.
+
+    With ``environ``, ``${NAME}`` references in string values are substituted from it
+    first (environment.py); a stored version, already substituted, is validated without.
 
     Returns ``(normalised config, notices)``; notices are ``"<path>: <message>"`` lines
     about things accepted but ignored or changed. Raises :class:`ConfigError` listing
@@ -56,7 +61,11 @@ def validate(raw: dict[str, Any], *, base_dir: str) -> tuple[dict[str, Any], lis
     for path, message in plain_data_problems(raw):
         findings.error(path, message)
     findings.raise_errors()
-    problems = schema_problems(raw)
+    unresolved: list[tuple[str, str]] = []
+    if environ is not None:
+        raw, unresolved = substitute(raw, environ)
+    # A value left with an unresolved reference is as unusable as one of the wrong shape.
+    problems = unresolved + schema_problems(raw)
     for path, message in problems:
         findings.error(path, message)
     quarantine = Quarantine.of(path for path, _ in problems)
@@ -124,9 +133,10 @@ class Quarantine:
 
 def load(path: str) -> tuple[dict[str, Any], list[str]]:
     """Read and validate the config file at ``path``; relative paths in it are relative
-    to its directory. Returns and raises as :func:`validate` (and :func:`load_source`)."""
+    to its directory, and ``${NAME}`` values come from this process's environment.
+    Returns and raises as :func:`validate` (and :func:`load_source`)."""
     raw = load_source(path)
-    return validate(raw, base_dir=os.path.dirname(os.path.abspath(path)))
+    return validate(raw, base_dir=os.path.dirname(os.path.abspath(path)), environ=os.environ)
 
 
 def dump_normalised(config: dict[str, Any]) -> str:
