@@ -3,6 +3,10 @@ the config errors for what RE2 cannot run."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import pytest
@@ -132,3 +136,29 @@ def test_config_errors_carry_their_path() -> None:
                   "gateways[0].interceptors[1].config.path_regex.pattern"):
         assert where in joined, joined
     assert joined.count("RE2 does not support this") == 5, joined
+
+
+def test_without_re2_the_bounded_fallback_is_used() -> None:
+    """In a fresh interpreter where re2 cannot be imported (as on a platform without its
+    wheel): patterns compile on re, long ones are refused, and a warning is logged."""
+    code = textwrap.dedent("""
+        import logging, sys
+        sys.modules["re2"] = None          # makes `import re2` raise ImportError
+        logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
+        from dakia_prefork.routing import regex
+        from dakia_prefork.routing.hosts import HostMatcher
+        assert regex.ENGINE == "re", regex.ENGINE
+        assert HostMatcher(["~^api[0-9]+$"]).match("api7") == "~^api[0-9]+$"
+        try:
+            regex.compile_regex("a" * 300)
+        except regex.RegexError as exc:
+            print("refused:", exc)
+        print("backreference:", regex.compile_regex(r"(a)\\1").fullmatch("aa") is not None)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                                os.path.abspath(__file__)))))
+    assert result.returncode == 0, result.stderr
+    assert "refused: longer than 256 characters" in result.stdout
+    assert "google-re2 is not installed" in result.stdout
+    assert "backreference: True" in result.stdout
