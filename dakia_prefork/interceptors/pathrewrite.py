@@ -7,7 +7,8 @@ a config error. Literal text may contain only what a request path may (visible A
 ``?`` or ``#``): the result is written as the request target.
 
 Paths are the raw request-target path, percent-encoding kept, so a pattern matches what
-the client sent (``%2F`` stays ``%2F``).
+the client sent (``%2F`` stays ``%2F``). The pattern runs on RE2 (``routing.regex``): a
+client's path cannot make it take more than linear time.
 
 ``PathRewrite`` is both settings as a config gives them (``strip_prefix``, ``path_regex``),
 shared by request_rewrite, use_file and try_file.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..routing.regex import RegexError, compile_regex
 from .base import Problems
 
 _REFERENCE = re.compile(r"\$(?:(\d+)|\{(\w+)\}|(\$))")
@@ -33,8 +35,8 @@ class PathTemplate:
     def __init__(self, pattern: str, replacement: str) -> None:
         """Raise ValueError naming ``pattern`` or ``replacement`` when either is bad."""
         try:
-            self.pattern = re.compile(pattern)
-        except re.error as exc:
+            self.pattern = compile_regex(pattern)
+        except RegexError as exc:
             raise ValueError(f"pattern: does not compile: {exc}") from None
         self.parts: list[Part] = []
         position = 0

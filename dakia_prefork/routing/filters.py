@@ -17,8 +17,8 @@ prefixes ``ds.req.`` and ``req.`` are accepted and stripped.
 Operators on one part: ``$eq $ne $in $nin $contains $not_contains $starts_with
 $not_starts_with $ends_with $not_ends_with $matches $exists``. Operands are strings;
 integers and booleans are accepted and compared as their text (``true``/``false``), since
-every request value is text. ``$matches`` is ``re.search`` with the regex compiled once,
-here. Combinators ``$and: [...]``, ``$or: [...]`` and ``$not: {...}`` work both on whole
+every request value is text. ``$matches`` is a search (unanchored) with the regex compiled
+once, here, on RE2 (``regex``): linear in the value, whatever the pattern. Combinators ``$and: [...]``, ``$or: [...]`` and ``$not: {...}`` work both on whole
 specs (combining parts) and inside one part's condition (combining operators); several
 keys at one level all must hold.
 
@@ -31,8 +31,8 @@ so ``{$not: {$eq: x}}`` holds for a missing part, like ``$ne``. ``path``, ``meth
 ``scheme`` are always present.
 
 Host comparisons ignore case: the subject's host is lower-case, so string operands on
-``host``/``header.host`` are lower-cased here and their ``$matches`` regexes compiled with
-``re.IGNORECASE``. Every other comparison is case-sensitive (methods are, per RFC 9110).
+``host``/``header.host`` are lower-cased here and their ``$matches`` regexes compiled to
+ignore case. Every other comparison is case-sensitive (methods are, per RFC 9110).
 
 Compilation does all the work that does not depend on the request: parts resolve to a
 getter, operands are converted, sets and regexes built, and the tree becomes nested
@@ -46,6 +46,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from .regex import RegexError, compile_regex
 from .subject import FilterSubject
 
 Predicate = Callable[[FilterSubject], bool]
@@ -267,8 +268,8 @@ def _matches(operand: Any, path: str, fold: bool) -> ValueTest:
     if not isinstance(operand, str):
         raise FilterError(path, f"expected a regex string, got {_kind(operand)}")
     try:
-        search = re.compile(operand, re.IGNORECASE if fold else 0).search
-    except re.error as exc:
+        search = compile_regex(operand, ignore_case=fold).search
+    except RegexError as exc:
         raise FilterError(path, f"invalid regex: {exc}") from None
     return lambda value: value is not None and search(value) is not None
 

@@ -14,8 +14,8 @@ precedence (as nginx does for ``server_name``):
 2. wildcards ``*.suffix``: the host's dot-suffixes are looked up from the longest to the
    shortest, so the most specific wildcard wins and the cost is one lookup per label;
 3. ``*`` (any host);
-4. regexes (``~<python regex>``, matched with ``fullmatch`` on the lower-cased host), in
-   config order.
+4. regexes (``~<regex>``, matched with ``fullmatch`` on the lower-cased host), in config
+   order. They run on RE2 (``regex``), in time linear in the Host, whatever the pattern.
 
 An empty pattern list answers every host, as a gateway without ``downstreams`` does.
 """
@@ -25,6 +25,8 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from typing import ClassVar
+
+from .regex import Match, Regex, RegexError, compile_regex
 
 # A DNS-ish name or an IPv4 literal: dot-separated labels of letters, digits, '-' and '_'
 # ('_' appears in real internal names), optionally ending in the root's dot. Anything else
@@ -138,7 +140,7 @@ class HostMatcher:
         self._exact: dict[str, str] = {}
         self._suffixes: dict[str, str] = {}
         self._any: str | None = None
-        regexes: list[tuple[Callable[[str], re.Match[str] | None], str]] = []
+        regexes: list[tuple[Callable[[str], Match | None], str]] = []
         count = 0
         for pattern in patterns:
             count += 1
@@ -199,14 +201,14 @@ def _port(text: str) -> int | None:
     return port if port <= _MAX_PORT else None
 
 
-def _compile_regex(pattern: str) -> re.Pattern[str]:
+def _compile_regex(pattern: str) -> Regex:
     """Compile the regex of a ``~regex`` pattern, or raise :class:`HostPatternError`."""
     source = pattern[len(REGEX_PREFIX):]
     if not source:
         raise HostPatternError("empty regex after '~'")
     try:
-        return re.compile(source)
-    except re.error as exc:
+        return compile_regex(source)
+    except RegexError as exc:
         raise HostPatternError(f"invalid regex: {exc}") from None
 
 

@@ -387,8 +387,10 @@ def test_admin_listen_is_normalised() -> None:
     (with_gateway(bind_addresses=[{"host": "0.0.0.0", "port": 443, "tls": {}}]),
      "gateways[0].bind_addresses[0].tls: TLS listeners are not supported yet"),
     (with_gateway(downstreams=[{"host": "~(("}]),
-     "gateways[0].downstreams[0].host: invalid regex: missing ), unterminated subpattern "
-     "at position 1"),
+     "gateways[0].downstreams[0].host: invalid regex: missing ): (("),
+    (with_gateway(downstreams=[{"host": "~(a)\\1"}]),
+     "gateways[0].downstreams[0].host: invalid regex: invalid escape sequence: \\1: RE2 does "
+     "not support this (config regexes run in linear time: no backreferences or lookaround)"),
     (with_gateway(downstreams=[{"host": "a.*.com"}]),
      "gateways[0].downstreams[0].host: 'a.*.com': '*' is only allowed as the whole leftmost "
      "label, as in '*.example.com', or alone to match any host"),
@@ -465,8 +467,11 @@ def test_admin_listen_is_normalised() -> None:
     (with_gateway(filters=[{"name": "f", "path": "/a"}, {"name": "f", "path": "/b"}]),
      "gateways[0].filters[1].name: duplicate filter name 'f' (also gateways[0].filters[0].name)"),
     (with_gateway(filters=[{"name": "f", "path": "/a"}, {"name": "g", "path": {"$matches": "("}}]),
-     "gateways[0].filters[1].path.$matches: invalid regex: missing ), unterminated subpattern "
-     "at position 0"),
+     "gateways[0].filters[1].path.$matches: invalid regex: missing ): ("),
+    (with_gateway(filters=[{"name": "g", "path": {"$matches": "^/(?!admin)"}}]),
+     "gateways[0].filters[0].path.$matches: invalid regex: invalid perl operator: (?!: RE2 "
+     "does not support this (config regexes run in linear time: no backreferences or "
+     "lookaround)"),
     (with_gateway(filters=[{"name": "f", "ds.req.pth": "/a"}]),
      "gateways[0].filters[0].ds.req.pth: unknown filter part 'ds.req.pth' (expected path, "
      "method, scheme, host, remote_addr, header.<name> or query.<name>)"),

@@ -90,7 +90,9 @@ def test_normalise_pattern(pattern: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(("pattern", "message"), [
-    ("~((", "invalid regex: missing ), unterminated subpattern at position 1"),
+    ("~((", "invalid regex: missing ): (("),
+    ("~(a)\\1", "invalid regex: invalid escape sequence: \\1: RE2 does not support this"),
+    ("~(?=a)a", "invalid regex: invalid perl operator: (?=: RE2 does not support this"),
     ("~", "empty regex after '~'"),
     ("a.*.com", "'*' is only allowed as the whole leftmost label"),
     ("*example.com", "'*' is only allowed as the whole leftmost label"),

@@ -1,27 +1,35 @@
-"""Chunked transfer coding decoded exactly as h11 decodes it, for the httptools engine.
+"""Chunked transfer coding, decoded strictly, for both engines and both directions.
 
 Theory of operation
 -------------------
-llhttp's chunk grammar differs from h11's in both directions (h11 takes ``5 \\r\\n`` and any
-byte in a chunk extension, llhttp takes 21 leading zeros and whitespace before ``;``), and
-httptools' callbacks do not show the chunk-size line, so no check after the fact could
-reconcile them. The httptools engine therefore feeds llhttp heads only and decodes chunked
-bodies here, with h11's rules (``h11._readers.ChunkedReader``), step by step:
+A chunked body is where a gateway and the server behind it most easily read one stream as
+two different sets of messages (request smuggling, response desync): every leniency one
+side has and the other lacks is a way in. So neither h11's chunk reader nor llhttp's is
+used; both engines decode every chunked body, requests from clients and responses from
+upstreams, with this one decoder, to RFC 9112 section 7.1 and nothing looser:
 
-* chunk-size line: up to the first CRLF, matched whole against h11's ``chunk_header``
-  (1 to 20 hex digits, an optional ``;`` extension of any bytes but LF, optional trailing
-  SP/HTAB); extensions are ignored;
-* chunk data, handed out as it arrives, then exactly CRLF, compared byte by byte as h11
-  does (a wrong byte fails even before the pair is complete);
+* chunk-size line: up to the first CRLF, matched whole against ``_SIZE_LINE``:
+  ``chunk-size *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ) CRLF``.
+  The size is 1 to 16 hex digits, so always below 2**64 (h11 allows 20 digits, llhttp any
+  number of leading zeros); whitespace may stand only around ``;`` and ``=`` of an
+  extension, never after the size alone nor before the CRLF (h11 takes ``5 \r\n``);
+  extensions are checked, then ignored. A bare CR or LF fails as soon as it arrives, not
+  when some later CRLF ends the line (``5;a=b\r\r...``, the desync h2o was known for);
+* chunk data, handed out as it arrives, then exactly CRLF, compared byte by byte (a wrong
+  byte fails even before the pair is complete);
 * after the ``0`` chunk, the trailer section, which ends like a head (``LF [CR] LF``, or
   at once on an empty line). A non-empty section is judged by h11 itself (a synthetic
   chunked request carrying it) so its statuses (400, or 501 for a Transfer-Encoding
   trailer) are h11's; the trailers are then dropped.
 
-Limits follow h11's ``max_incomplete_event_size`` check, which runs whenever h11 needs more
-bytes: a chunk-size line or trailer section still incomplete with more than ``limit`` bytes
-pending is refused (431 on a request). Like h11's, this check depends on how the bytes
-were split into reads; both engines see the same reads, so they agree.
+A framing error is a ProtocolError: 400 on a request (the connection answers it and
+closes), 502 on a response (the exchange closes the upstream connection and, once the
+response head went out, cuts the client's).
+
+Limits follow h11's ``max_incomplete_event_size`` check, which runs whenever more bytes are
+needed: a chunk-size line or trailer section still incomplete with more than ``limit``
+bytes pending is refused (431 on a request). Like h11's, this check depends on how the
+bytes were split into reads; both engines see the same reads, so they agree.
 """
 from __future__ import annotations
 
@@ -34,8 +42,15 @@ import h11
 from ..events import ProtocolError
 from .framing import Buffer, find_head_end
 
-# h11._abnf.chunk_header: h11 imposes the 20-digit cap "to avoid ridiculosity".
-_CHUNK_HEADER: Final = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*\r\n")
+# RFC 9110 5.6.2 token, 5.6.4 quoted-string (qdtext and quoted-pair, obs-text included),
+# RFC 9112 7.1.1 chunk-ext with its BWS. Each repetition starts at a ';' and tokens hold
+# no SP, HTAB, ';' or '=', so the match never backtracks far: linear in the line.
+_TOKEN: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED: Final = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_EXT: Final = (rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED
+               + rb"))?)*")
+# 16 hex digits at most: every size fits in 64 bits, and no padding hides a bigger one.
+_SIZE_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})" + _EXT + rb"\r\n")
 
 # What precedes a trailer section when it is handed to h11 for its verdict.
 _TRAILER_PROBE: Final = (b"POST / HTTP/1.1\r\nhost: probe\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -114,12 +129,17 @@ class ChunkedDecoder:
                 if not self._remaining:
                     self._state = _SIZE
             elif state == _SIZE:
-                eol = buf.find(b"\r\n", pos + self._scan)
+                scan = pos + self._scan
+                eol = buf.find(b"\r\n", scan)
                 if eol == -1:
+                    # No CRLF yet: an LF, or a CR with a byte after it, is bare. Refuse it
+                    # now rather than wait for a CRLF the peer may never send.
+                    if buf.find(b"\n", scan) != -1 or buf.find(b"\r", scan, end - 1) != -1:
+                        raise self._error("bare CR or LF in a chunk-size line", 400)
                     self._scan = max(0, end - pos - 1)
                     break
                 self._scan = 0
-                match = _CHUNK_HEADER.fullmatch(buf, pos, eol + 2)
+                match = _SIZE_LINE.fullmatch(buf, pos, eol + 2)
                 if match is None:
                     raise self._error("illegal chunk header", 400)
                 size = int(match.group(1), 16)

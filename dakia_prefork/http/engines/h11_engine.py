@@ -14,11 +14,14 @@ the peer's. We only read through it, so its states never advance past one messag
 Heads are cut out of the stream by ``framing`` before h11 sees them (first-byte rule, end of
 head, size limit, raw-byte policy), so these decisions are shared with the httptools engine
 and do not depend on how the bytes were split into reads. h11 then checks the grammar and
-the framing headers, and ``policy`` adds the gateway's rules. Chunked and close-delimited
-bodies, with their chunk framing and trailers, are read by h11 itself. A Content-Length
-body (or none) is counted out here (``_LENGTH``): h11 has already judged the head that
-framed it, counting bytes has no grammar to get wrong, and h11's reader, its state machine
-and its events cost more than the rest of a small request together.
+the framing headers, and ``policy`` adds the gateway's rules. A Content-Length body (or
+none) is counted out here (``_LENGTH``): h11 has already judged the head that framed it,
+counting bytes has no grammar to get wrong, and h11's reader, its state machine and its
+events cost more than the rest of a small request together. A chunked body is decoded by
+``chunked.ChunkedDecoder`` (``_CHUNKED``), the strict decoder the httptools engine uses
+too: h11's own chunk reader is more lenient than RFC 9112 (20-digit sizes, whitespace
+after the size, any byte in an extension). h11 reads only close-delimited response bodies
+(``_BODY``), which have no framing to judge.
 
 ``reference_request_head`` and ``reference_response_head`` are the verdict of this engine
 on one complete head. The httptools engine asks them whenever llhttp's result alone cannot
@@ -38,14 +41,16 @@ import h11
 from ..events import CLOSED, END, ProtocolError, RequestEvent, RequestHead, ResponseEvent, \
     ResponseHead
 from . import framing, policy
+from .chunked import ChunkedDecoder
 
 # Parser states. _DRAINED: a message that closes the connection has ended, only EOF may follow.
 _HEAD: Final = 0
-_BODY: Final = 1      # a chunked (or close-delimited) body, read by h11
+_BODY: Final = 1      # a close-delimited response body, read by h11
 _DRAINED: Final = 2
 _DONE: Final = 3
 _DEAD: Final = 4
 _LENGTH: Final = 5    # a Content-Length body, counted here
+_CHUNKED: Final = 6   # a chunked body, decoded by ChunkedDecoder
 
 
 def _from_h11(exc: h11.RemoteProtocolError, status: int | None = None) -> ProtocolError:
@@ -120,7 +125,7 @@ def reference_response_head(conn: h11.Connection, head: bytes,
 class H11RequestParser:
     """Downstream parser on h11 (see the module docstring)."""
 
-    __slots__ = ("_limit", "_buf", "_scan", "_conn", "_events", "_error", "_state", "_eof",
+    __slots__ = ("_limit", "_buf", "_scan", "_chunked", "_events", "_error", "_state", "_eof",
                  "_keep_alive", "_remaining")
 
     def __init__(self, max_header_bytes: int = 65536) -> None:
@@ -128,7 +133,7 @@ class H11RequestParser:
         self._buf = bytearray()            # the head being framed, or bytes after a head
         self._remaining = 0                # of a Content-Length body (state _LENGTH)
         self._scan = 0                     # where to resume the search for its end
-        self._conn: h11.Connection | None = None  # reads the current body (state _BODY)
+        self._chunked: ChunkedDecoder | None = None  # decodes the current body (_CHUNKED)
         self._events: deque[RequestEvent] = deque()
         self._error: ProtocolError | None = None  # raised once the events before it are out
         self._state = _HEAD
@@ -157,16 +162,15 @@ class H11RequestParser:
                 else:
                     self._buf += data
                     self._run()
-            elif self._state == _BODY:
-                assert self._conn is not None
-                self._conn.receive_data(data)
+            elif self._state == _CHUNKED:
+                self._buf += data
                 self._run()
             else:  # _DRAINED
                 raise ProtocolError("data after a request that closes the connection", 400)
         except ProtocolError as exc:
             self._error = exc
             self._state = _DEAD
-            self._conn = None
+            self._chunked = None
 
     def next_event(self) -> RequestEvent:
         """See RequestParser.next_event."""
@@ -185,8 +189,8 @@ class H11RequestParser:
             elif self._state == _LENGTH:
                 if not self._length():
                     return
-            elif self._state == _BODY:
-                if not self._body():
+            elif self._state == _CHUNKED:
+                if not self._chunked_body():
                     return
             else:
                 return
@@ -204,18 +208,15 @@ class H11RequestParser:
         if end == -1:
             self._scan = max(0, len(buf) - 2)
             return False
-        head, conn = reference_request_head(bytes(buf[:end]), self._limit)
+        head = reference_request_head(bytes(buf[:end]), self._limit)[0]
         self._scan = 0
         self._keep_alive = head.keep_alive
         self._events.append(head)
+        del buf[:end]                      # what follows the head: body, then the next request
         if head.chunked:
-            if end < len(buf):
-                conn.receive_data(bytes(buf[end:]))
-            self._buf = bytearray()
-            self._conn = conn
-            self._state = _BODY
+            self._chunked = ChunkedDecoder(self._limit, None)
+            self._state = _CHUNKED
         else:
-            del buf[:end]                  # what follows the head: body, then the next request
             self._remaining = head.content_length or 0
             self._state = _LENGTH
         return True
@@ -242,36 +243,22 @@ class H11RequestParser:
             raise ProtocolError("data after a request that closes the connection", 400)
         return False
 
-    def _body(self) -> bool:
-        """Move h11's body events to the queue; True when the message ended."""
-        conn = self._conn
-        assert conn is not None
-        events = self._events
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise _from_h11(exc) from None
-            if isinstance(event, h11.Data):
-                # A bytearray at run time, whatever h11's annotation says (the compiled
-                # build checks annotations): read as Any, handed on as bytes.
-                data: Any = cast(Any, event).data
-                if data:
-                    events.append(bytes(data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            else:
-                assert event is h11.NEED_DATA, event
-                return False
-        events.append(END)
-        rest = conn.trailing_data[0]
-        self._conn = None
+    def _chunked_body(self) -> bool:
+        """Decode the buffered bytes of a chunked body; True when it ended and the next
+        request may follow."""
+        decoder = self._chunked
+        assert decoder is not None
+        buf = self._buf
+        del buf[:decoder.decode(buf, 0, self._events.append)]
+        if not decoder.done:
+            return False
+        self._chunked = None
+        self._events.append(END)
         if self._keep_alive:
             self._state = _HEAD
-            self._buf = bytearray(rest)
             return True
         self._state = _DRAINED
-        if rest:
+        if buf:
             raise ProtocolError("data after a request that closes the connection", 400)
         return False
 
@@ -280,12 +267,10 @@ class H11RequestParser:
         if self._state == _LENGTH:
             raise ProtocolError("peer closed connection without sending complete message body",
                                 400)
-        if self._state == _BODY:
-            # h11 raises for every EOF inside a request body (no request is close-delimited).
-            assert self._conn is not None
-            self._conn.receive_data(b"")
-            self._run()
-        elif self._state == _HEAD and self._buf:
+        if self._state == _CHUNKED:
+            assert self._chunked is not None
+            raise self._chunked.eof(len(self._buf))
+        if self._state == _HEAD and self._buf:
             status = framing.size_error(self._buf, 0, -1, self._limit, at_eof=True)
             raise ProtocolError("connection closed inside a request head", status or 400)
         else:
@@ -297,7 +282,7 @@ class H11ResponseParser:
     """Upstream parser on h11, for one response (see the module docstring)."""
 
     __slots__ = ("_limit", "_method", "_buf", "_scan", "_conn", "_events", "_error", "_state",
-                 "_eof", "_seen", "_trailing", "_remaining")
+                 "_eof", "_seen", "_trailing", "_remaining", "_chunked")
 
     def __init__(self, request_method: bytes, max_header_bytes: int = 65536) -> None:
         if request_method == b"CONNECT":
@@ -314,6 +299,7 @@ class H11ResponseParser:
         self._seen = False          # any byte of the response received yet
         self._trailing = False
         self._remaining = 0         # of a Content-Length body (state _LENGTH)
+        self._chunked: ChunkedDecoder | None = None  # decodes a chunked body (_CHUNKED)
 
     @property
     def trailing_data(self) -> bool:
@@ -344,6 +330,9 @@ class H11ResponseParser:
                 else:
                     self._buf += data
                     self._length()
+            elif self._state == _CHUNKED:
+                self._buf += data
+                self._chunked_body()
             elif self._state == _BODY:
                 self._conn.receive_data(data)
                 self._run()
@@ -368,6 +357,8 @@ class H11ResponseParser:
                 return
         if self._state == _LENGTH:
             self._length()
+        elif self._state == _CHUNKED:
+            self._chunked_body()
         elif self._state == _BODY:
             self._body()
 
@@ -394,6 +385,11 @@ class H11ResponseParser:
             self._remaining = head.content_length or 0 if head.body == "length" else 0
             self._state = _LENGTH
             return True
+        if head.body == "chunked":
+            del buf[:end]
+            self._chunked = ChunkedDecoder(self._limit, 502)
+            self._state = _CHUNKED
+            return True
         if end < len(buf):
             self._conn.receive_data(bytes(buf[end:]))
         self._buf = bytearray()
@@ -417,8 +413,21 @@ class H11ResponseParser:
         self._buf = bytearray()
         self._state = _DONE
 
+    def _chunked_body(self) -> None:
+        """Decode the buffered bytes of a chunked body, up to its end."""
+        decoder = self._chunked
+        assert decoder is not None
+        buf = self._buf
+        del buf[:decoder.decode(buf, 0, self._events.append)]
+        if decoder.done:
+            self._chunked = None
+            self._events.append(END)
+            self._trailing = bool(buf)
+            self._buf = bytearray()
+            self._state = _DONE
+
     def _body(self) -> None:
-        """Move h11's body events to the queue, up to END or the end of the input."""
+        """Move h11's close-delimited body events to the queue, up to END."""
         conn = self._conn
         events = self._events
         while True:
@@ -443,7 +452,7 @@ class H11ResponseParser:
 
     def _feed_eof(self) -> None:
         """The upstream closed: ends a close-delimited body, else the response is broken."""
-        if self._state == _LENGTH:
+        if self._state == _LENGTH or self._state == _CHUNKED:
             raise ProtocolError("upstream closed before the end of the response body", 502)
         if self._state == _BODY:
             self._conn.receive_data(b"")
