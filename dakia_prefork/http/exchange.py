@@ -129,6 +129,10 @@ class Exchange:
             return self.answer_early(400, _BAD_HOST)
         if not known:
             return self.answer_early(404, _NO_HOST)
+        if head.target == b"*":
+            # OPTIONS * (the engines' policy lets ``*`` through for OPTIONS only) asks about
+            # the server, not a resource: the gateway is the server asked.
+            return self.answer_early(200, b"")
         request = self.request = Request(head, host, conn.listener.scheme, conn.peer)
         upstream_name = gateway.router.route(request)
         if upstream_name is None:
@@ -145,7 +149,9 @@ class Exchange:
     def answer_early(self, status: int, body: Body, headers: Headers | None = None) -> bool:
         """Answer without the upstream, consuming a small body so the connection survives."""
         head = self.head
-        keep_alive = head.keep_alive and not self.ctx.draining
+        # A 400 closes: a request the gateway could not read leaves the next one suspect
+        # (where does it start?), whatever its framing said.
+        keep_alive = head.keep_alive and not self.ctx.draining and status != 400
         if head.content_length or head.chunked:
             if head.expect_continue:
                 keep_alive = False       # the client may or may not send the body now

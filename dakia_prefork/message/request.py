@@ -24,13 +24,10 @@ class Request:
         self.head = head
         self.method = head.method.decode("latin-1")
         target = head.target.decode("latin-1")
+        # The engines' policy leaves only origin-form and ``*`` (absolute-form arrives as
+        # origin-form, message/target.py). The exchange replaces ``path`` with its canonical
+        # form (message/paths.py) before anything reads it.
         path, sep, query = target.partition("?")
-        if not path.startswith("/"):
-            # absolute-form (http://host/path) or asterisk-form: route on the path part.
-            if "://" in path:
-                path = "/" + path.split("://", 1)[1].partition("/")[2]
-            else:
-                path = "/" if path != "*" else path
         self.path = path
         self.query_string = query
         self.scheme = scheme
