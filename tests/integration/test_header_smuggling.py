@@ -1,12 +1,14 @@
 """Headers a client must not be able to remove or smuggle, through the running gateway on
-both engines: Connection cannot nominate the essentials away."""
+both engines: Connection cannot nominate the essentials away, and header names with
+underscores are dropped, refused or allowed as ``headers_with_underscores`` says."""
 from __future__ import annotations
 
 import re
 
 import pytest
+import requests
 
-from .harness import node, raw_exchange
+from .harness import node, raw_exchange, wait_until
 
 
 def _statuses(answer: bytes) -> list[int]:
@@ -90,3 +92,59 @@ def test_connection_cannot_remove_what_an_interceptor_set(engine, upstreams, gat
     assert got.header_all("x-internal") == ["gateway"]
     assert got.header_all("x-tag") == ["added"]
     assert got.header("x-own") is None            # the client's own header: its to remove
+
+
+# -- headers_with_underscores --------------------------------------------------------------
+_UNDERSCORED = (b"GET / HTTP/1.1\r\nHost: a\r\nX_User: admin\r\nx-user: alice\r\n"
+                b"_: x\r\nX__Y_: z\r\n")
+
+
+def test_underscored_names_are_dropped_by_default(engine, upstreams, gateways) -> None:
+    up = upstreams()
+    # A filter on the underscored name never sees it either.
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], engine=engine,
+                  gateway={"filters": [{"name": "x", "header.x_user": {"$exists": True}}],
+                           "interceptors": [{"name": "short_circuit", "filter": "x",
+                                             "response": {"status": 418}}]})
+    answer = _send(gw, _UNDERSCORED)
+    assert _statuses(answer) == [200]
+    [got] = up.received
+    assert [k for k, _ in got.headers if "_" in k] == []
+    assert got.header_all("x-user") == ["alice"]
+
+
+def test_reject_answers_400_and_closes(engine, upstreams, gateways) -> None:
+    up = upstreams()
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], engine=engine,
+                  extra={"headers_with_underscores": "reject"})
+    answer = _send(gw, _UNDERSCORED + b"\r\nGET / HTTP/1.1\r\nHost: a\r\n")
+    assert _statuses(answer) == [400]
+    assert up.received == []
+    assert _statuses(_send(gw, b"GET / HTTP/1.1\r\nHost: a\r\nX-User: b\r\n")) == [200]
+
+
+def test_allow_and_the_per_gateway_override(engine, upstreams, gateways) -> None:
+    up = upstreams()
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], engine=engine,
+                  extra={"headers_with_underscores": "reject"},
+                  gateway={"headers_with_underscores": "allow"})
+    assert _statuses(_send(gw, _UNDERSCORED)) == [200]
+    [got] = up.received
+    assert got.header("x_user") == "admin" and got.header("x__y_") == "z"
+
+
+def test_reload_reaches_the_running_worker(engine, upstreams, gateways) -> None:
+    up = upstreams()
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], engine=engine)
+    [before] = [w["pid"] for w in gw.workers()]
+    session = requests.Session()
+    assert session.get(gw.url + "/", headers={"X_User": "a"}, timeout=5).status_code == 200
+    assert up.received[-1].header("x_user") is None
+    gw.config["headers_with_underscores"] = "reject"
+    gw.write_config()
+    done = gw.cli("reload")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: {w["config_version"] for w in gw.workers()} == {2}, 10,
+               "every worker on config v2")
+    assert session.get(gw.url + "/", headers={"X_User": "a"}, timeout=5).status_code == 400
+    assert [w["pid"] for w in gw.workers()] == [before]

@@ -85,6 +85,9 @@ _NEXT = b"GET /next HTTP/1.1\r\nHost: served.example\r\n\r\n"
     b"GET http://served.example:99999/ HTTP/1.1\r\nHost: served.example\r\n\r\n",
     b"GET http://[served.example]/ HTTP/1.1\r\nHost: served.example\r\n\r\n",
     b"GET http://x@served.example/ HTTP/1.1\r\nHost: served.example\r\n\r\n",
+    # A path above the root (the path normaliser).
+    b"GET /../x HTTP/1.1\r\nHost: served.example\r\n\r\n",
+    b"GET /a/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: served.example\r\n\r\n",
     # The engines' own refusals.
     b"GET / HTTP/1.1\r\nHost: served.example\r\nHost: served.example\r\n\r\n",
     b"GET / HTTP/1.1\r\n\r\n",
