@@ -5,7 +5,8 @@ decoded up front (method, path, host); headers become a dict and the query strin
 only when a filter or an interceptor asks, so a route that looks at the path alone costs no
 more than that.
 
-It is the request as the client sent it, and stays so: interceptors read it
+It is the request as the client sent it, in canonical form (the path normalised, see
+message/paths.py; absolute-form already origin-form), and stays so: interceptors read it
 (``ctx.request``) and change the copy that goes upstream (``ctx.upstream_request``), so
 filters, which are decided once per request, and the access log see what arrived.
 """
