@@ -9,8 +9,11 @@ the response. It is given the config version (``Runtime``) it runs on, so a relo
 in mid-flight never changes the rules under it.
 
 1. The Host is matched against the gateway's downstreams (400 for an invalid one, 404 for
-   an unknown one), then the routers pick an upstream (404 if none); the request-side
-   phases of the interceptors run and may answer on their own.
+   an unknown one); header names with ``_`` are dropped or refused
+   (``headers_with_underscores``); the path is made canonical (message/paths.py: 400 for
+   one above the root), and the head sent on carries it unless ``forward_raw_path``. Then
+   the routers pick an upstream (404 if none); the request-side phases of the
+   interceptors run and may answer on their own. Every 400 closes the connection.
 2. A node is chosen (the upstream's balancer: shared-memory state, health),
    ``pre_upstream_request`` runs, and a connection is taken from the worker's pool or
    opened (client.py).
@@ -40,9 +43,8 @@ from typing import TYPE_CHECKING
 
 from ..interceptors.body import Body
 from ..interceptors.respond import response_parts
-from ..message import wire
+from ..message import paths, wire
 from ..message.heads import END, Headers, ProtocolError, RequestHead, ResponseHead
-from ..message import paths
 from ..message.request import Request
 from ..message.underscores import REJECT as REJECT_UNDERSCORES, without_underscores
 from . import client, forwarding

@@ -146,3 +146,24 @@ def test_options_asterisk_is_answered_by_the_gateway(vhosts, request_line: bytes
     assert _statuses(answer) == [200, 200]
     # Only the second request went upstream.
     assert [r.target for r in a.received] == ["/next"] and b.received == []
+
+
+@pytest.mark.parametrize("first", [
+    # A body that breaks its chunked framing (the connection loop's 400).
+    b"POST / HTTP/1.1\r\nHost: served.example\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"zz\r\nabc\r\n0\r\n\r\n",
+    # An interceptor's own 400.
+    b"GET /refused HTTP/1.1\r\nHost: served.example\r\n\r\n",
+    b"POST /refused HTTP/1.1\r\nHost: served.example\r\nContent-Length: 2\r\n\r\nab",
+])
+def test_a_400_from_the_body_or_an_interceptor_closes_too(engine, upstreams, gateways,
+                                                          first: bytes) -> None:
+    up = upstreams()
+    gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], engine=engine,
+                  gateway={"filters": [{"name": "refused", "path": "/refused"}],
+                           "interceptors": [{"name": "short_circuit", "filter": "refused",
+                                             "response": {"status": 400, "body": "no"}}]})
+    answer = raw_exchange(gw.port, first + _NEXT, half_close=True)
+    assert _statuses(answer) == [400], answer[:300]
+    assert b"connection: close" in answer.lower()
+    assert [r.target for r in up.received if r.target == "/next"] == []
