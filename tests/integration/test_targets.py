@@ -133,6 +133,8 @@ def test_connect_is_405_and_closes(vhosts) -> None:
                                    b"Host: served.example:443\r\n\r\n" + _NEXT,
                           half_close=True)
     assert _statuses(answer) == [405]
+    assert b"\r\nallow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE\r\n" in answer
+    assert b"connection: close" in answer.lower()
     assert a.received == [] and b.received == []
 
 
