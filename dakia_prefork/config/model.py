@@ -170,21 +170,50 @@ class UpstreamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PathNormalization:
+    """``path_normalization``: how request paths are made canonical (message/paths.py)."""
+
+    merge_slashes: bool
+    escaped_slashes: str            # keep | reject | decode
+    forward_raw_path: bool
+
+    @classmethod
+    def from_config(cls, top: Mapping[str, Any],
+                    override: Mapping[str, Any] | None = None) -> PathNormalization:
+        """The top-level fields, each replaced by a gateway's ``override`` where given."""
+        fields = dict(top)
+        fields.update(override or {})
+        return cls(bool(fields["merge_slashes"]), str(fields["escaped_slashes"]),
+                   bool(fields["forward_raw_path"]))
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """One gateway. ``spec`` is its normalised mapping, for the router (downstreams,
-    routers, filters) and the interceptor chain (interceptors), which compile it."""
+    routers, filters) and the interceptor chain (interceptors), which compile it.
+    ``headers_with_underscores`` and ``path_normalization`` are the effective ones: the
+    gateway's own over the top-level ones."""
 
     name: str
     bind_addresses: tuple[Address, ...]
     upstreams: tuple[UpstreamSettings, ...]
+    headers_with_underscores: str
+    path_normalization: PathNormalization
     spec: Mapping[str, Any] = dataclasses.field(repr=False, compare=True)
 
     @classmethod
-    def from_config(cls, gateway: Mapping[str, Any]) -> GatewaySettings:
+    def from_config(cls, gateway: Mapping[str, Any],
+                    top: Mapping[str, Any]) -> GatewaySettings:
+        """``top`` is the whole config, whose settings the gateway's own override."""
+        underscores = gateway["headers_with_underscores"]
         return cls(
             name=str(gateway["name"]),
             bind_addresses=tuple(address_of(a) for a in gateway["bind_addresses"]),
             upstreams=tuple(UpstreamSettings.from_config(u) for u in gateway["upstreams"]),
+            headers_with_underscores=str(top["headers_with_underscores"] if underscores is None
+                                         else underscores),
+            path_normalization=PathNormalization.from_config(top["path_normalization"],
+                                                             gateway["path_normalization"]),
             spec=gateway,
         )
 
@@ -224,6 +253,8 @@ class Settings:
     log_level: str
     upstream_keepalive_pool_size: int
     limits: Limits
+    headers_with_underscores: str
+    path_normalization: PathNormalization
     admin: AdminSettings | None
     gateways: tuple[GatewaySettings, ...]
 
@@ -246,8 +277,10 @@ class Settings:
             log_level=str(config["log_level"]),
             upstream_keepalive_pool_size=int(config["upstream_keepalive_pool_size"]),
             limits=Limits.from_config(config["limits"]),
+            headers_with_underscores=str(config["headers_with_underscores"]),
+            path_normalization=PathNormalization.from_config(config["path_normalization"]),
             admin=None if admin is None else AdminSettings.from_config(admin),
-            gateways=tuple(GatewaySettings.from_config(g) for g in config["gateways"]),
+            gateways=tuple(GatewaySettings.from_config(g, config) for g in config["gateways"]),
         )
 
     def gateway(self, name: str) -> GatewaySettings:

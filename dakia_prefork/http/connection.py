@@ -64,6 +64,7 @@ SWEEP_SECONDS = 0.25
 # A keep-alive connection idle this long leaves its greenlet (see the module docstring).
 PARK_AFTER = 0.5
 _monotonic = time.monotonic
+_ALLOW_PROXIED = [(b"allow", b"GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE")]
 
 
 class Parked(Exception):
@@ -197,7 +198,10 @@ class DownstreamConnection:
         log.info("client %s: %d %s", self.peer, status, message)
         self.linger = True
         try:
-            self.write(wire.simple_response(status, body, close=True))
+            # The one 405 here is CONNECT's (the engines' policy), and a 405 must say what
+            # is allowed (RFC 9110 15.5.6): every method but CONNECT goes upstream.
+            self.write(wire.simple_response(status, body, close=True,
+                                            extra=_ALLOW_PROXIED if status == 405 else None))
         except ClientGone:
             pass
         return len(body)

@@ -9,8 +9,11 @@ the response. It is given the config version (``Runtime``) it runs on, so a relo
 in mid-flight never changes the rules under it.
 
 1. The Host is matched against the gateway's downstreams (400 for an invalid one, 404 for
-   an unknown one), then the routers pick an upstream (404 if none); the request-side
-   phases of the interceptors run and may answer on their own.
+   an unknown one); header names with ``_`` are dropped or refused
+   (``headers_with_underscores``); the path is made canonical (message/paths.py: 400 for
+   one above the root), and the head sent on carries it unless ``forward_raw_path``. Then
+   the routers pick an upstream (404 if none); the request-side phases of the
+   interceptors run and may answer on their own. Every 400 closes the connection.
 2. A node is chosen (the upstream's balancer: shared-memory state, health),
    ``pre_upstream_request`` runs, and a connection is taken from the worker's pool or
    opened (client.py).
@@ -40,9 +43,10 @@ from typing import TYPE_CHECKING
 
 from ..interceptors.body import Body
 from ..interceptors.respond import response_parts
-from ..message import wire
+from ..message import paths, wire
 from ..message.heads import END, Headers, ProtocolError, RequestHead, ResponseHead
 from ..message.request import Request
+from ..message.underscores import REJECT as REJECT_UNDERSCORES, without_underscores
 from . import client, forwarding
 from .errors import ClientGone, StaleConnection, UpstreamBroke, UpstreamFailed
 from .upstream import Node, UpstreamConnection, open_connection
@@ -64,6 +68,8 @@ _KEEP_ALIVE_TAIL = (b"connection", b"keep-alive")
 _NO_NODE = b"503 Service Unavailable: no upstream node is available\n"
 _BAD_HOST = b"400 Bad Request: invalid Host header\n"
 _NO_HOST = b"404 Not Found: no such host\n"
+_UNDERSCORE = b"400 Bad Request: header name with an underscore\n"
+_BAD_PATH = b"400 Bad Request: invalid path\n"
 _NO_ROUTE = b"404 Not Found: no route\n"
 _TIMED_OUT = b"504 Gateway Timeout: the upstream did not answer in time\n"
 
@@ -98,6 +104,12 @@ class RequestBody:
                 self.chunks = []
 
 
+def _with_target(head: RequestHead, target: bytes) -> RequestHead:
+    return RequestHead(head.method, target, head.http_version, head.headers,
+                       head.content_length, head.chunked, head.keep_alive,
+                       head.expect_continue)
+
+
 def _host_of(head: RequestHead) -> bytes:
     for name, value in head.headers:
         if name == b"host":
@@ -129,7 +141,30 @@ class Exchange:
             return self.answer_early(400, _BAD_HOST)
         if not known:
             return self.answer_early(404, _NO_HOST)
+        underscores = gateway.underscores
+        if underscores:
+            for name, _ in head.headers:
+                if b"_" in name:
+                    if underscores == REJECT_UNDERSCORES:
+                        return self.answer_early(400, _UNDERSCORE)
+                    head = self.head = without_underscores(head)
+                    break
+        if head.target == b"*":
+            # OPTIONS * (the engines' policy lets ``*`` through for OPTIONS only) asks about
+            # the server, not a resource: the gateway is the server asked.
+            return self.answer_early(200, b"")
         request = self.request = Request(head, host, conn.listener.scheme, conn.peer)
+        path = request.path
+        if not paths.is_canonical(path):
+            canonical = paths.normalise(path, gateway.merge_slashes, gateway.escaped_slashes)
+            if canonical is None:
+                return self.answer_early(400, _BAD_PATH)
+            if canonical != path:
+                request.path = canonical
+                if not gateway.forward_raw_path:
+                    # The query string goes on as it came (len(path): latin-1 is 1:1).
+                    head = self.head = request.head = _with_target(
+                        head, canonical.encode("latin-1") + head.target[len(path):])
         upstream_name = gateway.router.route(request)
         if upstream_name is None:
             return self.answer_early(404, _NO_ROUTE)
@@ -145,7 +180,9 @@ class Exchange:
     def answer_early(self, status: int, body: Body, headers: Headers | None = None) -> bool:
         """Answer without the upstream, consuming a small body so the connection survives."""
         head = self.head
-        keep_alive = head.keep_alive and not self.ctx.draining
+        # A 400 closes: a request the gateway could not read leaves the next one suspect
+        # (where does it start?), whatever its framing said.
+        keep_alive = head.keep_alive and not self.ctx.draining and status != 400
         if head.content_length or head.chunked:
             if head.expect_continue:
                 keep_alive = False       # the client may or may not send the body now

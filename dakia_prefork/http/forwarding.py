@@ -4,8 +4,10 @@ Pure functions of parsed heads (no I/O), on the hot path of every proxied reques
 is one pass over the headers that writes the bytes as it goes. Each has a plain
 counterpart (``*_reference``) that says the same thing the obvious way, by
 ``wire.end_to_end``'s rule: the fast one hands over to it whenever a ``Connection`` header
-names something beyond the standard hop-by-hop set (a header it would otherwise have written
-already), and tests/unit/test_forwarding.py holds the two equal on generated heads.
+names something beyond the standard hop-by-hop set and ``close`` (a header it would
+otherwise have written already), and tests/unit/test_forwarding.py holds the two equal on
+generated heads. A Connection header never removes the ``PROTECTED`` headers, nor any an
+interceptor added or changed.
 
 Request side (RFC 9110 7.6): hop-by-hop headers go; ``X-Forwarded-For`` gets the client's
 address appended, ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` are ours (the client's are
@@ -32,9 +34,28 @@ def _joined(first: bytes, more: bytes) -> bytes:
     return first + b", " + more if more else first
 
 
+# Connection values that need no second look: the fixed hop-by-hop names and ``close``
+# (an option, not a header name), as sent, so the common ``Connection: keep-alive`` and
+# ``Connection: close`` cost one set lookup and the fast path keeps them.
+_PLAIN_CONNECTION = HOP_BY_HOP | {b"close", b"Close", b"Keep-Alive", b"Upgrade", b"TE"}
+_IGNORED_TOKENS = HOP_BY_HOP | {b"close"}
+
+# What a Connection header may not nominate away (RFC 9110 7.6.1 lets a client name any
+# header as hop-by-hop; a proxy that obeyed for these would let the client take from the
+# upstream what it relies on): the framing and the Host (written by us in any case), the
+# headers of the content itself, and the hop records proxies keep (a client that names
+# X-Forwarded-For would erase what a trusted proxy in front of us added). Headers an
+# interceptor added or changed are never dropped either (see upstream_head_reference).
+PROTECTED = frozenset((
+    b"host", b"content-length", b"transfer-encoding", b"content-type", b"content-encoding",
+    b"content-range", b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
+    b"x-forwarded-host", b"x-real-ip", b"via",
+))
+
+
 def _named_beyond_hop_by_hop(headers: Headers) -> bool:
     """Whether a Connection header names anything the fixed hop-by-hop set misses."""
-    return not connection_tokens(headers) <= HOP_BY_HOP
+    return not connection_tokens(headers) <= _IGNORED_TOKENS
 
 
 def upstream_head(head: RequestHead, client: RequestHead, peer: bytes, scheme: bytes,
@@ -55,7 +76,8 @@ def upstream_head(head: RequestHead, client: RequestHead, peer: bytes, scheme: b
                 forwarded_for = value if not forwarded_for else _joined(forwarded_for, value)
             elif name == b"via":
                 via = value if not via else _joined(via, value)
-            elif name == b"connection" and _named_beyond_hop_by_hop(head.headers):
+            elif (name == b"connection" and value not in _PLAIN_CONNECTION
+                  and _named_beyond_hop_by_hop(head.headers)):
                 return upstream_head_reference(head, client, peer, scheme, node_host)
             continue
         if name == b"host" and raw_host is None:
@@ -92,10 +114,13 @@ def upstream_head_reference(head: RequestHead, client: RequestHead, peer: bytes,
     forwarded: list[bytes] = []
     vias: list[bytes] = []
     kept: Headers = []
-    # Host stays whatever Connection names: a request without one is invalid.
-    drop = HOP_BY_HOP | (connection_tokens(head.headers) - {b"host"})
+    named = connection_tokens(head.headers) - PROTECTED - _IGNORED_TOKENS
+    # Connection is the client's: it drops only what the client sent. A header an
+    # interceptor added or set (the pair is not the client's) stays whatever it names.
+    theirs = None if head is client else frozenset(client.headers)
     for name, value in head.headers:
-        if name in drop:
+        if name in HOP_BY_HOP or (name in named and (theirs is None
+                                                     or (name, value) in theirs)):
             continue
         if name == b"x-forwarded-for":
             forwarded.append(value)
@@ -134,7 +159,8 @@ def downstream_head(status: int, reason: bytes, headers: Headers, tail: Headers)
     append = out.append
     for name, value in headers:
         if name in HOP_BY_HOP:
-            if name == b"connection" and _named_beyond_hop_by_hop(headers):
+            if (name == b"connection" and value not in _PLAIN_CONNECTION
+                    and _named_beyond_hop_by_hop(headers)):
                 return response_head(status, reason, end_to_end(headers) + tail)
             continue
         append(name)

@@ -5,7 +5,8 @@ decoded up front (method, path, host); headers become a dict and the query strin
 only when a filter or an interceptor asks, so a route that looks at the path alone costs no
 more than that.
 
-It is the request as the client sent it, and stays so: interceptors read it
+It is the request as the client sent it, in canonical form (the path normalised, see
+message/paths.py; absolute-form already origin-form), and stays so: interceptors read it
 (``ctx.request``) and change the copy that goes upstream (``ctx.upstream_request``), so
 filters, which are decided once per request, and the access log see what arrived.
 """
@@ -24,13 +25,10 @@ class Request:
         self.head = head
         self.method = head.method.decode("latin-1")
         target = head.target.decode("latin-1")
+        # The engines' policy leaves only origin-form and ``*`` (absolute-form arrives as
+        # origin-form, message/target.py). The exchange replaces ``path`` with its canonical
+        # form (message/paths.py) before anything reads it.
         path, sep, query = target.partition("?")
-        if not path.startswith("/"):
-            # absolute-form (http://host/path) or asterisk-form: route on the path part.
-            if "://" in path:
-                path = "/" + path.split("://", 1)[1].partition("/")[2]
-            else:
-                path = "/" if path != "*" else path
         self.path = path
         self.query_string = query
         self.scheme = scheme

@@ -18,6 +18,8 @@ HOP_BY_HOP = frozenset((
     b"upgrade", b"content-length",
 ))
 
+_CLOSE = frozenset((b"close",))
+
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 CRLF = b"\r\n"
@@ -37,8 +39,9 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 
 def end_to_end(headers: Headers) -> Headers:
-    """The headers a proxy forwards: hop-by-hop ones and those named in Connection removed."""
-    named = connection_tokens(headers)
+    """The headers a proxy forwards: hop-by-hop ones and those named in Connection removed
+    (``close`` is an option, never a header name)."""
+    named = connection_tokens(headers) - _CLOSE
     if named:
         drop = HOP_BY_HOP | named
         return [(n, v) for n, v in headers if n not in drop]

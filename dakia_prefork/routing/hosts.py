@@ -28,11 +28,16 @@ from typing import ClassVar
 
 from .regex import Match, Regex, RegexError, compile_regex
 
-# A DNS-ish name or an IPv4 literal: dot-separated labels of letters, digits, '-' and '_'
-# ('_' appears in real internal names), optionally ending in the root's dot. Anything else
-# (spaces, '/', '@', '*', empty labels, non-ASCII) makes the host malformed: IDNs arrive as
-# punycode, and a Host that could smuggle a path or userinfo must not reach a route.
-_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+# An RFC 3986 reg-name (which covers IPv4 literals): unreserved characters, sub-delims
+# and percent-escapes, in dot-separated labels, optionally ending in the root's dot.
+# Anything else (spaces, '/', '@', '?', '#', non-ASCII) makes the host malformed: IDNs
+# arrive as punycode, and a Host that could smuggle a path or userinfo must not reach a
+# route. On top of RFC 3986, a name must be one DNS could hold (RFC 1035 2.3.4): no empty
+# label, no label over 63 octets, at most 253 octets in all (escapes decoded).
+_NAME = re.compile(r"(?:[a-z0-9._~!$&'()*+,;=-]|%[0-9a-f]{2})+")
+_MAX_NAME = 253
+_MAX_LABEL = 63
+_UNRESERVED = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PORT = re.compile(r"[0-9]{1,5}")
 _MAX_PORT = 65535
 
@@ -65,7 +70,7 @@ def split_host_port(value: str) -> tuple[str, int | None] | None:
         rest = text[end + 1:]
         if host is None:
             return None
-        if not rest:
+        if not rest or rest == ":":
             return host, None
         if rest[0] != ":":
             return None
@@ -78,8 +83,14 @@ def split_host_port(value: str) -> tuple[str, int | None] | None:
     name, colon, port_text = text.partition(":")
     if not _NAME.fullmatch(name):
         return None
+    if "%" in name:
+        name = _unescape(name)
     name = name.removesuffix(".")
-    if not colon:
+    if len(name) > _MAX_NAME or not all(0 < len(label) <= _MAX_LABEL
+                                        for label in name.split(".")):
+        return None
+    if not colon or not port_text:
+        # "host:" is a legal authority (RFC 3986 3.2.3: an empty port is the default).
         return name, None
     port = _port(port_text)
     return None if port is None else (name, port)
@@ -183,6 +194,17 @@ class HostMatcher:
             if fullmatch(host) is not None:
                 return pattern
         return None
+
+
+def _unescape(name: str) -> str:
+    """Percent-escapes of unreserved characters decoded (``exa%4Dple`` is ``example``,
+    RFC 3986 6.2.2.2); the others kept, upper-case (the name is lower-case already)."""
+    parts = name.split("%")
+    out = [parts[0]]
+    for part in parts[1:]:
+        char = chr(int(part[:2], 16)).lower()
+        out.append((char if char in _UNRESERVED else "%" + part[:2].upper()) + part[2:])
+    return "".join(out)
 
 
 def _ipv6(text: str) -> str | None:

@@ -18,6 +18,8 @@ from ..http.engines import Engine, select_engine
 from ..http.upstream import Address, Node, tls_for
 from ..interceptors import Chain, build_chain
 from ..interceptors.resources import Resources
+from ..message.paths import ESCAPED_SLASHES
+from ..message.underscores import MODES as UNDERSCORE_MODES
 from ..routing.hosts import HostLookup
 from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
@@ -76,7 +78,8 @@ class UpstreamRuntime:
 
 class GatewayRuntime:
     __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
-                 "interceptors")
+                 "interceptors", "underscores", "merge_slashes", "escaped_slashes",
+                 "forward_raw_path")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
@@ -91,6 +94,12 @@ class GatewayRuntime:
                           for u in settings.upstreams}
         self.interceptors: Chain | None = build_chain(spec, dict(self.router.filters),
                                                       f"gateways[{index}]", resources)
+        # Flat copies for the request path, which reads them on every request.
+        self.underscores = UNDERSCORE_MODES[settings.headers_with_underscores]
+        paths = settings.path_normalization
+        self.merge_slashes = paths.merge_slashes
+        self.escaped_slashes = ESCAPED_SLASHES[paths.escaped_slashes]
+        self.forward_raw_path = paths.forward_raw_path
 
 
 class Runtime:

@@ -148,6 +148,9 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
         "limits": {"max_header_bytes": 65536, "max_body_bytes": None,
                    "client_header_timeout": 60, "client_body_timeout": 60,
                    "keepalive_timeout": 75, "send_timeout": 60, "max_connections": 10000},
+        "headers_with_underscores": "drop",
+        "path_normalization": {"merge_slashes": True, "escaped_slashes": "keep",
+                               "forward_raw_path": False},
         "admin": None,
     }
     assert gateway == {
@@ -157,6 +160,8 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
         "routers": [],
         "interceptors": [],
         "filters": [],
+        "headers_with_underscores": None,
+        "path_normalization": None,
         "upstreams": [{
             "name": "app",
             "default": False,

@@ -250,6 +250,43 @@ def test_host_named_in_connection_is_still_forwarded() -> None:
         assert data.startswith(b"GET / HTTP/1.1\r\nhost: a\r\n"), data
 
 
+# X-Forwarded-Proto and -Host are the gateway's own: the client's are replaced anyway.
+@pytest.mark.parametrize("name", sorted(forwarding.PROTECTED - wire.HOP_BY_HOP
+                                        - {b"x-forwarded-proto", b"x-forwarded-host"}))
+def test_connection_cannot_name_a_protected_header_away(name: bytes) -> None:
+    client = RequestHead(b"GET", b"/", b"1.1", [(b"host", b"a"), (name, b"v"),
+                                               (b"connection", name.upper() + b", x-a")],
+                         None, False, True, False)
+    for build in (forwarding.upstream_head, forwarding.upstream_head_reference):
+        data = build(client, client, b"", b"http", NODE_HOST)
+        assert b"\r\n" + name + b": v" in data, (build, data)
+
+
+def test_connection_cannot_name_an_interceptors_header_away() -> None:
+    """Connection removes the client's own headers only: an interceptor's pair stays."""
+    client = RequestHead(b"GET", b"/", b"1.1",
+                         [(b"host", b"a"), (b"x-user", b"forged"), (b"x-own", b"1"),
+                          (b"connection", b"x-user, x-own, x-tag")], None, False, True, False)
+    changed = RequestHead(b"GET", b"/", b"1.1",
+                          [(b"host", b"a"), (b"x-user", b"checked"), (b"x-own", b"1"),
+                           (b"x-tag", b"t"), (b"connection", b"x-user, x-own, x-tag")],
+                          None, False, True, False)
+    for build in (forwarding.upstream_head, forwarding.upstream_head_reference):
+        data = build(changed, client, b"", b"http", NODE_HOST)
+        assert b"\r\nx-user: checked\r\n" in data and b"\r\nx-tag: t\r\n" in data
+        assert b"x-own" not in data
+
+
+@pytest.mark.parametrize("value", [b"close", b"Close", b"keep-alive", b"Keep-Alive"])
+def test_plain_connection_options_are_not_header_names(value: bytes) -> None:
+    client = RequestHead(b"GET", b"/", b"1.1", [(b"host", b"a"), (b"connection", value),
+                                               (b"close", b"1"), (b"x-a", b"2")],
+                         None, False, True, False)
+    fast = forwarding.upstream_head(client, client, b"", b"http", NODE_HOST)
+    assert fast == forwarding.upstream_head_reference(client, client, b"", b"http", NODE_HOST)
+    assert b"\r\nx-a: 2\r\n" in fast and b"connection" not in fast
+
+
 def test_interceptor_head_forwards_the_clients_host_as_x_forwarded_host() -> None:
     client = RequestHead(b"GET", b"/", b"1.1", [(b"host", b"client.example")], None, False,
                          True, False)

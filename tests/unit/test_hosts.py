@@ -30,6 +30,17 @@ from dakia_prefork.routing.hosts import (
     ("::1", "::1"),
     ("example.com:0", "example.com"),
     ("example.com:65535", "example.com"),
+    # RFC 3986: an empty port is legal (the scheme's default)...
+    ("example.com:", "example.com"),
+    ("[::1]:", "::1"),
+    # ...and so are sub-delims in a reg-name, "*" among them; escapes of unreserved
+    # characters are the characters themselves.
+    ("*.example.com", "*.example.com"),
+    ("a!$&'()*+,;=~b.example", "a!$&'()*+,;=~b.example"),
+    ("Exa%4Dple.com", "example.com"),
+    ("a%2fb.example", "a%2Fb.example"),
+    ("x" * 63 + ".example", "x" * 63 + ".example"),
+    (".".join(["a" * 63] * 3) + "." + "b" * 61, ".".join(["a" * 63] * 3) + "." + "b" * 61),
 ])
 def test_normalise_host_accepts(value: str, expected: str) -> None:
     assert normalise_host(value) == expected
@@ -38,7 +49,6 @@ def test_normalise_host_accepts(value: str, expected: str) -> None:
 @pytest.mark.parametrize("value", [
     "",
     ":80",
-    "example.com:",
     "example.com:65536",
     "example.com:99999",
     "example.com:-1",
@@ -51,12 +61,19 @@ def test_normalise_host_accepts(value: str, expected: str) -> None:
     "a..b",
     ".example.com",
     ".",
-    "*.example.com",
     "[::1",
     "::1]",
     "[::1]x",
-    "[::1]:",
     "[::1]:99999",
+    # A name DNS could not hold: a label over 63 octets, over 253 in all, an empty label.
+    "x" * 64 + ".example",
+    ".".join(["a" * 63] * 3) + "." + "b" * 62,
+    "a.b..",
+    # Not an escape.
+    "a%zz.example",
+    "a%2",
+    "a?b",
+    "a#b",
     "[127.0.0.1]",
     "[example.com]",
     "[]",

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from dakia_prefork.config import dump_normalised, validate
+from dakia_prefork.config import ConfigError, dump_normalised, validate
 from dakia_prefork.config.model import (RESTART_HINT, RESTART_ONLY, GatewaySettings,
                                         HealthCheckSettings, Limits, NodeSettings, NotApplied,
-                                        Settings, UpstreamSettings, keeping_running,
+                                        PathNormalization, Settings, UpstreamSettings, keeping_running,
                                         restart_only_changes)
 from dakia_prefork.config.paths import resolve
 from dakia_prefork.config.schema import load_schema
@@ -218,3 +218,41 @@ def test_not_applied_as_the_reload_result_carries_it() -> None:
         "reason": "start --workers 2 fixes the count",
         "line": "workers: changed in the file but start --workers 2 fixes the count; still 2"}
     json.dumps(change.as_dict())
+
+
+def test_a_gateway_overrides_headers_with_underscores_and_path_normalization() -> None:
+    """Defaults from the schema; a gateway's own value wins, field by field for
+    path_normalization; a gateway that sets nothing has the top level's."""
+    settings, _ = settings_of(MINIMAL)
+    assert settings.headers_with_underscores == "drop"
+    assert settings.path_normalization == PathNormalization(True, "keep", False)
+    assert settings.gateways[0].path_normalization == settings.path_normalization
+    raw = copy.deepcopy(MINIMAL)
+    raw["headers_with_underscores"] = "reject"
+    raw["path_normalization"] = {"merge_slashes": False, "forward_raw_path": True}
+    second = copy.deepcopy(raw["gateways"][0])
+    second["name"] = "own"
+    second["bind_addresses"] = [{"host": "127.0.0.1", "port": 8081}]
+    second["headers_with_underscores"] = "allow"
+    second["path_normalization"] = {"escaped_slashes": "decode", "forward_raw_path": False}
+    raw["gateways"].append(second)
+    settings, _ = settings_of(raw)
+    inherits, own = settings.gateways
+    assert inherits.headers_with_underscores == "reject"
+    assert inherits.path_normalization == PathNormalization(False, "keep", True)
+    assert own.headers_with_underscores == "allow"
+    assert own.path_normalization == PathNormalization(False, "decode", False)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("headers_with_underscores", "ignore"),
+    ("path_normalization", {"escaped_slashes": "encode"}),
+    ("path_normalization", {"merge_slash": True}),
+])
+def test_invalid_values_of_the_new_settings_are_config_errors(key: str, value: Any) -> None:
+    raw = copy.deepcopy(MINIMAL)
+    raw[key] = value
+    with pytest.raises(ConfigError) as caught:
+        validate(raw, base_dir=BASE)
+    [error] = caught.value.errors
+    assert error.startswith(key)

@@ -18,7 +18,8 @@ Content-Length headers and lower-cased Transfer-Encoding. One function per direc
 
 Policy (RFC 9112 unless noted): only HTTP/1.0 and 1.1 (505); CONNECT is not proxied (405);
 the target must be origin-form, absolute-form with an http(s) scheme, or ``*`` for OPTIONS
-(400); Content-Length with Transfer-Encoding is refused (6.1 allows it; it is the classic
+(400), and an absolute-form one leaves here as origin-form with its authority as the Host
+(3.2.2; message/target.py), so nothing above ever sees two hosts in one request; Content-Length with Transfer-Encoding is refused (6.1 allows it; it is the classic
 smuggling vector), as is Transfer-Encoding in an HTTP/1.0 message (6.1: its framing must be
 treated as faulty); a Content-Length over 2**63 - 1 is refused (400), as an upstream that
 wraps it around would read the rest of the body as a new request. Responses: the same rules,
@@ -29,6 +30,7 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
+from ...message.target import origin_form, split_absolute, with_host
 from ..events import Headers, ProtocolError, RequestHead, ResponseHead
 
 MAX_CONTENT_LENGTH: Final = 2**63 - 1
@@ -77,13 +79,19 @@ def keep_alive(version: bytes, connection: list[bytes] | None) -> bool:
     return version == b"1.1" or b"keep-alive" in tokens
 
 
-def _check_target(method: bytes, target: bytes) -> None:
-    """Refuse a target that is not origin-form (checked by the caller) or another valid form."""
+def _absolute_form(method: bytes, target: bytes,
+                   headers: Headers) -> tuple[bytes, Headers]:
+    """(target, headers) for a target that is not origin-form (checked by the caller): ``*``
+    for OPTIONS as it is; absolute-form as origin-form, its authority the Host (see
+    message/target.py); anything else is refused."""
     if target == b"*":
         if method == b"OPTIONS":
-            return
+            return target, headers
     elif _ABSOLUTE_FORM.match(target):
-        return
+        parts = split_absolute(target)
+        if parts is not None:
+            authority, rest = parts
+            return origin_form(rest, method), with_host(headers, authority)
     raise ProtocolError("invalid request target", 400)
 
 
@@ -131,7 +139,7 @@ def request_head(method: bytes, target: bytes, version: bytes,
     if method == b"CONNECT":
         raise ProtocolError("CONNECT is not supported", 405)
     if target[0] != 0x2F:  # not origin-form
-        _check_target(method, target)
+        target, headers = _absolute_form(method, target, headers)
     content_length = None
     if length is not None:
         if chunked:
