@@ -29,7 +29,9 @@ write however many events it parses into, and a large one streams with bounded m
 
 Retries: a connect failure may go to another node whatever the method; after any of the
 request reached a node, only an idempotent method whose body is still all here. A pooled
-connection found closed is replaced once by a fresh one without counting as a retry.
+connection found closed is replaced once by a fresh one without counting as a retry, for
+idempotent methods only: for the others it is a failure like any other (502), since the
+upstream may have read the request before it closed.
 """
 from __future__ import annotations
 
@@ -301,8 +303,10 @@ class Exchange:
                 # Waits on it are bounded by deadlines (connection.py), not the socket.
                 uconn.set_timeout(None)
                 # Only a request with no body can be replayed on a stale connection: its
-                # body is read from the client as it is sent.
-                replayable = reused and body is None
+                # body is read from the client as it is sent. And only an idempotent one:
+                # "found closed" after the request went out may mean the upstream read it
+                # (and acted on it) before closing, so a POST must not go out twice.
+                replayable = reused and body is None and self.head.method in IDEMPOTENT
                 try:
                     self._send_request(uconn, upstream, upstream_head, body, replayable)
                     sent_at = time.monotonic()
