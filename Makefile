@@ -40,7 +40,8 @@ compiled: $(COMPILED)
 COMPILED_TESTS := tests/unit tests/integration/test_proxy.py tests/integration/test_hostile_input.py \
 	tests/integration/test_interceptors.py tests/integration/test_traffic.py \
 	tests/integration/test_vhosts.py tests/integration/test_interceptors_access.py \
-	tests/integration/test_client_timeouts.py tests/integration/test_replay.py
+	tests/integration/test_client_timeouts.py tests/integration/test_replay.py \
+	tests/integration/test_drain.py
 
 # Three tests observe the pure modules' insides (they replace a module function, or import a
 # module afresh); compiled code calls its functions directly, so there they would either fail

@@ -444,6 +444,10 @@ class Exchange:
                     continue
                 status = event.status
                 self.head_at = time.monotonic()
+                # Decided now, not when the request went out: a drain (QUIT, or a reload
+                # that retired this worker) that began while the upstream was thinking
+                # must reach this response as Connection: close.
+                keep_client = head.keep_alive and not ctx.draining
                 reason = event.reason
                 upstream_keep_alive = event.keep_alive
                 headers = event.headers
