@@ -23,6 +23,14 @@ arms and disarms a timer for every wait that blocks, and the profile of a busy w
 a tenth of its time there. The sockets themselves have no timeout, so a deadline is
 enforced within ``SWEEP_SECONDS`` of its time.
 
+A request head has one deadline, set when its first byte arrives
+(``limits.client_header_timeout`` from then, however many reads the head takes), so a client
+that sends a byte every few seconds cannot keep its slot: at the deadline it is answered 408
+and dropped. A body has a deadline per read (``client_body_timeout`` bounds its gaps), also
+answered 408 while no response head has gone out. The wait for the first byte of a head is
+the keep-alive timeout (the header timeout on a new connection); when it passes the
+connection just closes, since there is no request to answer.
+
 Idle keep-alive connections are parked: a greenlet waiting in ``recv`` keeps about 8 KiB
 alive (its Python data stack and saved C stack), more than the rest of the connection
 together. So the sweeper also has a connection that has waited ``PARK_AFTER`` seconds for
@@ -105,12 +113,13 @@ class DownstreamConnection:
                 self.idle = True
                 self.idle_since = _monotonic()
             try:
-                event = self.next_event(limits.keepalive_timeout if self.requests
-                                        else limits.client_header_timeout)
+                header_timeout = limits.client_header_timeout
+                event = self.next_head(limits.keepalive_timeout if self.requests
+                                       else header_timeout, header_timeout)
                 if event is END:
                     # The end of a body-less request answered before: body readers consume
                     # their own END, so only these reach the connection loop.
-                    event = self.next_event(limits.keepalive_timeout)
+                    event = self.next_head(limits.keepalive_timeout, header_timeout)
             except ProtocolError as exc:
                 self.send_error(exc.status, str(exc))
                 return
@@ -146,26 +155,56 @@ class DownstreamConnection:
                 # closing now would race that request, already on its way.
                 return
 
+    def next_head(self, wait: float, header_timeout: float) -> RequestEvent:
+        """The next event between requests (a head, CLOSED), reading as needed: ``wait``
+        bounds the wait for its first byte (nothing lost if it passes: the connection just
+        closes), then ``header_timeout`` the whole head from that byte on, one deadline
+        however many reads it takes (a client that drips its head gets 408)."""
+        parser = self.parser
+        event = parser.next_event()
+        if event is None:
+            self._receive(_monotonic() + wait, 0)
+            event = parser.next_event()
+            if event is None:
+                deadline = _monotonic() + header_timeout
+                while event is None:
+                    self._receive(deadline, 408)
+                    event = parser.next_event()
+        return event
+
     def next_event(self, timeout: float) -> RequestEvent:
-        """The next request-side event, reading from the socket as needed."""
+        """The next event of a request body, reading from the socket as needed; each read
+        is bounded by ``timeout`` (``client_body_timeout`` bounds the gaps in a body) and
+        one past it is a 408."""
         parser = self.parser
         event = parser.next_event()
         while event is None:
-            if self._eof:
-                raise ClientGone()
-            self.deadline = _monotonic() + timeout
-            try:
-                data = self.sock.recv(RECV_SIZE)
-            except OSError:       # includes timeouts and resets
-                raise ClientGone() from None
-            finally:
-                self.deadline = 0.0
-            self.idle = False
-            if not data:
-                self._eof = True
-            parser.feed(data)
+            self._receive(_monotonic() + timeout, 408)
             event = parser.next_event()
         return event
+
+    def _receive(self, deadline: float, timed_out: int) -> None:
+        """One read into the parser, ended at ``deadline``: then a ``ProtocolError`` with
+        status ``timed_out`` (the client is answered and dropped), or ``ClientGone`` when it
+        is 0 (nothing to answer: an idle connection just closes)."""
+        if self._eof:
+            raise ClientGone()
+        self.deadline = deadline
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except TimeoutError:      # the sweeper's, at the deadline
+            if timed_out:
+                raise ProtocolError("the client was too slow to send its request",
+                                    timed_out) from None
+            raise ClientGone() from None
+        except OSError:           # resets
+            raise ClientGone() from None
+        finally:
+            self.deadline = 0.0
+        self.idle = False
+        if not data:
+            self._eof = True
+        self.parser.feed(data)
 
     def write(self, data: bytes) -> None:
         self.deadline = _monotonic() + self.limits.send_timeout
