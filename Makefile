@@ -41,7 +41,8 @@ COMPILED_TESTS := tests/unit tests/integration/test_proxy.py tests/integration/t
 	tests/integration/test_interceptors.py tests/integration/test_traffic.py \
 	tests/integration/test_vhosts.py tests/integration/test_interceptors_access.py \
 	tests/integration/test_client_timeouts.py tests/integration/test_replay.py \
-	tests/integration/test_drain.py tests/integration/test_slow_clients.py
+	tests/integration/test_drain.py tests/integration/test_slow_clients.py \
+	tests/integration/test_real_ip.py tests/integration/test_proxy_protocol.py
 
 # Three tests observe the pure modules' insides (they replace a module function, or import a
 # module afresh); compiled code calls its functions directly, so there they would either fail

@@ -14,6 +14,7 @@ from .addresses import normalise_address
 from .findings import Findings
 from .interceptors import check_interceptors
 from .location import child
+from .realip import check_real_ip
 from .upstreams import normalise_upstreams
 
 _OPTIONAL_LISTS = ("downstreams", "routers", "interceptors", "filters")
@@ -38,6 +39,7 @@ def normalise_gateways(gateways: list[dict[str, Any]], base_dir: str,
                 gateway[key] = []
         _normalise_binds(gateway["bind_addresses"], child(path, "bind_addresses"),
                          base_dir, findings)
+        check_real_ip(gateway, path, findings)
         _normalise_downstreams(gateway["downstreams"], child(path, "downstreams"), findings)
         normalise_upstreams(gateway["upstreams"], child(path, "upstreams"), base_dir, findings)
         filter_names = _normalise_filters(gateway["filters"], child(path, "filters"), findings)
@@ -54,6 +56,11 @@ def _normalise_binds(binds: list[dict[str, Any]], path: str, base_dir: str,
             findings.error(child(bind_path, "tls"), "TLS listeners are not supported yet")
         address = normalise_address(bind, bind_path, base_dir, findings)
         if address is not None:
+            # Not part of the address (the master binds by address alone): the worker
+            # reads it per connection, so a reload can turn it on or off. Kept only when
+            # on, so a plain listener normalises to its address.
+            if bind.get("proxy_protocol"):
+                address["proxy_protocol"] = True
             binds[index] = address
 
 

@@ -31,6 +31,10 @@ answered 408 while no response head has gone out. The wait for the first byte of
 the keep-alive timeout (the header timeout on a new connection); when it passes the
 connection just closes, since there is no request to answer.
 
+On a listener with ``proxy_protocol: true`` the first ``run`` reads a PROXY protocol header
+(proxy_protocol.py) before anything else, within the header timeout in all; its address
+becomes the connection's ``peer``, and a connection without a valid one is closed unanswered.
+
 Idle keep-alive connections are parked: a greenlet waiting in ``recv`` keeps about 8 KiB
 alive (its Python data stack and saved C stack), more than the rest of the connection
 together. So the sweeper also has a connection that has waited ``PARK_AFTER`` seconds for
@@ -54,6 +58,7 @@ import gevent
 
 from ..message import wire
 from ..message.heads import CLOSED, END, ProtocolError, RequestEvent, RequestHead
+from . import proxy_protocol
 from .errors import ClientGone
 from .exchange import Exchange
 from .streams import Stream, send_all
@@ -81,7 +86,7 @@ class Parked(Exception):
 class DownstreamConnection:
     __slots__ = ("ctx", "sock", "peer", "peer_bytes", "listener", "parser", "limits",
                  "requests", "idle", "idle_since", "parked", "linger", "deadline", "greenlet",
-                 "_eof")
+                 "proxy_header", "_eof")
 
     def __init__(self, ctx: WorkerContext, sock: Stream, peer: str,
                  listener: ListenerInfo) -> None:
@@ -99,6 +104,9 @@ class DownstreamConnection:
         self.linger = False     # answered an error: drain what the client still sends
         self.deadline = 0.0      # when the current wait must end; 0.0: not waiting
         self.greenlet: Any = None   # the greenlet serving the connection (``run``'s)
+        # A PROXY protocol header comes first on this listener (read by the first ``run``).
+        gateway = ctx.runtime.gateways.get(listener.gateway)
+        self.proxy_header = gateway is not None and listener.label in gateway.proxy_protocol
         self._eof = False
 
     def run(self) -> None:
@@ -107,6 +115,10 @@ class DownstreamConnection:
         ctx = self.ctx
         self.greenlet = gevent.getcurrent()
         self.parked = False
+        if self.proxy_header:
+            self.proxy_header = False
+            if not self.read_proxy_header(ctx.limits.client_header_timeout):
+                return
         while True:
             self.limits = limits = ctx.limits
             if self.requests and not self.idle:
@@ -154,6 +166,40 @@ class DownstreamConnection:
                 # promised the client this connection. Its next request gets the close;
                 # closing now would race that request, already on its way.
                 return
+
+    def read_proxy_header(self, timeout: float) -> bool:
+        """Read the PROXY protocol header (proxy_protocol.py) within ``timeout`` seconds in
+        all and take the client's address from it; False (close, say nothing) when the
+        connection does not start with a valid one."""
+        data = b""
+        deadline = _monotonic() + timeout
+        while True:
+            try:
+                parsed = proxy_protocol.parse(data)
+            except proxy_protocol.ProxyHeaderError as exc:
+                log.info("client %s: %s; closing", self.peer or "unix socket", exc)
+                return False
+            if parsed is not None:
+                break
+            self.deadline = deadline
+            try:
+                chunk = self.sock.recv(proxy_protocol.MAX_HEADER - len(data))
+            except OSError:       # the deadline's TimeoutError included
+                log.info("client %s: no PROXY protocol header in time", self.peer
+                         or "unix socket")
+                return False
+            finally:
+                self.deadline = 0.0
+            if not chunk:
+                return False
+            data += chunk
+        consumed, address = parsed
+        if address is not None:
+            self.peer = address
+            self.peer_bytes = address.encode("latin-1")
+        if len(data) > consumed:
+            self.parser.feed(data[consumed:])
+        return True
 
     def next_head(self, wait: float, header_timeout: float) -> RequestEvent:
         """The next event between requests (a head, CLOSED), reading as needed: ``wait``

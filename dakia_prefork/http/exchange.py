@@ -45,6 +45,7 @@ from ..interceptors.respond import response_parts
 from ..message import wire
 from ..message.heads import END, Headers, ProtocolError, RequestHead, ResponseHead
 from ..message.request import Request
+from ..routing import realip
 from . import client, forwarding
 from .errors import ClientGone, StaleConnection, UpstreamBroke, UpstreamFailed
 from .upstream import Node, UpstreamConnection, open_connection
@@ -108,7 +109,8 @@ def _host_of(head: RequestHead) -> bytes:
 
 
 class Exchange:
-    __slots__ = ("conn", "ctx", "runtime", "head", "started", "request", "run_", "head_at")
+    __slots__ = ("conn", "ctx", "runtime", "head", "started", "request", "run_", "head_at",
+                 "client", "forwarded")
 
     def __init__(self, conn: DownstreamConnection, head: RequestHead, runtime: Runtime) -> None:
         self.conn = conn
@@ -119,6 +121,10 @@ class Exchange:
         self.request: Request | None = None
         self.run_: Run | None = None        # the interceptors' run, when there are any
         self.head_at = 0.0                  # when the current attempt's response head came
+        # The client's address: the peer, or what a trusted proxy says (routing/realip.py);
+        # with real_ip, ``forwarded`` is the X-Forwarded-For to send before the peer.
+        self.client = conn.peer
+        self.forwarded: str | None = None
 
     # -- routing -------------------------------------------------------------------------
     def run(self) -> bool:
@@ -126,12 +132,17 @@ class Exchange:
         head = self.head
         conn = self.conn
         gateway = self.runtime.gateways[conn.listener.gateway]
+        real_ip = gateway.real_ip
+        if real_ip is not None:
+            self.client, self.forwarded = real_ip.resolve(conn.peer, head.headers)
         host, known = gateway.host_lookup.lookup(_host_of(head))
         if host is None:
             return self.answer_early(400, _BAD_HOST)
         if not known:
             return self.answer_early(404, _NO_HOST)
-        request = self.request = Request(head, host, conn.listener.scheme, conn.peer)
+        request = self.request = Request(head, host, conn.listener.scheme, self.client)
+        if self.forwarded is not None:
+            request.forwarded_for = realip.joined(self.forwarded, conn.peer)
         upstream_name = gateway.router.route(request)
         if upstream_name is None:
             return self.answer_early(404, _NO_ROUTE)
@@ -178,7 +189,7 @@ class Exchange:
             if head.method == b"HEAD":
                 payload = payload[:len(payload) - len(body)]
             self.conn.write(payload)
-        self.ctx.access(self.conn.peer, head, self.request, status, len(body), self.started)
+        self.ctx.access(self.client, head, self.request, status, len(body), self.started)
         return keep_alive
 
     def write_body(self, payload: bytes, chunks: Iterable[bytes]) -> None:
@@ -223,7 +234,7 @@ class Exchange:
         assert request is not None
         balancer = upstream.balancer
         kind = upstream.key_kind
-        key = None if kind is None else request.path if kind == "url" else (self.conn.peer
+        key = None if kind is None else request.path if kind == "url" else (self.client
                                                                              or None)
         node = balancer.pick(key)
         if node is None:
@@ -242,6 +253,9 @@ class Exchange:
                 return self.answer_early(reply.status, reply.body, reply.headers)
             sent_head = run.upstream_head(head)
         conn = self.conn
+        if self.forwarded is not None:
+            # X-Forwarded-For rebuilt from the trusted chain (forwarding.py appends the peer).
+            sent_head = realip.with_forwarded_for(sent_head, self.forwarded)
         scheme = conn.listener.scheme_bytes
         upstream_head = forwarding.upstream_head(sent_head, head, conn.peer_bytes, scheme,
                                                  node.host_header)
@@ -372,7 +386,7 @@ class Exchange:
             if limit is not None and body.size > limit:
                 uconn.close()
                 sent = conn.send_error(413, "request body larger than limits.max_body_bytes")
-                self.ctx.access(conn.peer, head, self.request, 413, sent, self.started)
+                self.ctx.access(self.client, head, self.request, 413, sent, self.started)
                 raise ClientGone()
             data = wire.chunk(event) if chunked else event
             self._upstream_send(uconn, pending + data if pending else data, write_timeout)
@@ -496,19 +510,19 @@ class Exchange:
                         write(b"".join(out))
                     except ClientGone:
                         pass
-                ctx.access(conn.peer, head, request, status, sent_body, self.started)
+                ctx.access(self.client, head, request, status, sent_body, self.started)
                 raise UpstreamBroke() from None
             # No head yet: the caller answers the client, or retries on another node.
             raise
         except ClientGone:
             uconn.close()
-            ctx.access(conn.peer, head, request, status or 499, sent_body, self.started)
+            ctx.access(self.client, head, request, status or 499, sent_body, self.started)
             raise
         if upstream_keep_alive and not reader.parser.trailing_data:
             ctx.pool.put_idle(uconn, upstream.idle_timeout)
         else:
             uconn.close()
-        ctx.access(conn.peer, head, request, status, sent_body, self.started)
+        ctx.access(self.client, head, request, status, sent_body, self.started)
         return keep_client
 
     def _relay_replaced(self, reader: client.ResponseReader, body: Body, status: int,
@@ -541,5 +555,5 @@ class Exchange:
             self.ctx.pool.put_idle(uconn, upstream.idle_timeout)
         else:
             uconn.close()
-        self.ctx.access(self.conn.peer, head, self.request, status, len(body), self.started)
+        self.ctx.access(self.client, head, self.request, status, len(body), self.started)
         return keep_client

@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..balance import Balancer, PassiveHealth, make_balancer
+from ..config.addresses import describe_address
 from ..config.model import GatewaySettings, Limits, NodeSettings, Settings, UpstreamSettings
 from ..http.engines import Engine, select_engine
 from ..http.upstream import Address, Node, tls_for
 from ..interceptors import Chain, build_chain
 from ..interceptors.resources import Resources
 from ..routing.hosts import HostLookup
+from ..routing.realip import RealIp
 from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
 from ..shm.nodestats import NodeStats
@@ -76,7 +78,7 @@ class UpstreamRuntime:
 
 class GatewayRuntime:
     __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
-                 "interceptors")
+                 "interceptors", "real_ip", "proxy_protocol")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
@@ -91,6 +93,12 @@ class GatewayRuntime:
                           for u in settings.upstreams}
         self.interceptors: Chain | None = build_chain(spec, dict(self.router.filters),
                                                       f"gateways[{index}]", resources)
+        real_ip = spec.get("real_ip")
+        self.real_ip: RealIp | None = None if real_ip is None else RealIp(
+            real_ip["trusted_proxies"], real_ip["header"])
+        # The listeners (by label, as the master names them) that read a PROXY header.
+        self.proxy_protocol = frozenset(describe_address(a) for a in spec["bind_addresses"]
+                                        if a.get("proxy_protocol"))
 
 
 class Runtime:
