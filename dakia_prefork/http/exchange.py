@@ -254,8 +254,12 @@ class Exchange:
             sent_head = run.upstream_head(head)
         conn = self.conn
         if self.forwarded is not None:
-            # X-Forwarded-For rebuilt from the trusted chain (forwarding.py appends the peer).
-            sent_head = realip.with_forwarded_for(sent_head, self.forwarded)
+            # X-Forwarded-For rebuilt from the trusted chain (forwarding.py appends the peer),
+            # X-Real-IP set to the client when that is the header real_ip reads.
+            real_ip = self.runtime.gateways[conn.listener.gateway].real_ip
+            sent_head = realip.with_forwarded_for(
+                sent_head, self.forwarded,
+                None if real_ip is None or real_ip.list_header else self.client)
         scheme = conn.listener.scheme_bytes
         upstream_head = forwarding.upstream_head(sent_head, head, conn.peer_bytes, scheme,
                                                  node.host_header)

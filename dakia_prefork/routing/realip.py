@@ -134,11 +134,20 @@ def joined(prefix: str, peer: str) -> str:
 _XFF = b"x-forwarded-for"
 
 
-def with_forwarded_for(head: RequestHead, prefix: str) -> RequestHead:
-    """``head`` with its X-Forwarded-For lines replaced by ``prefix`` (none if empty)."""
-    headers: Headers = [(name, value) for name, value in head.headers if name != _XFF]
+_X_REAL_IP = b"x-real-ip"
+
+
+def with_forwarded_for(head: RequestHead, prefix: str, real_ip: str | None = None) -> RequestHead:
+    """``head`` with its X-Forwarded-For lines replaced by ``prefix`` (none if empty) and,
+    when ``real_ip`` is given (a gateway that reads X-Real-IP), its X-Real-IP lines by that
+    one address: the upstream reads the header the gateway believed, never one an
+    untrusted client wrote."""
+    drop = (_XFF,) if real_ip is None else (_XFF, _X_REAL_IP)
+    headers: Headers = [(name, value) for name, value in head.headers if name not in drop]
     if prefix:
         headers.append((_XFF, prefix.encode("latin-1")))
+    if real_ip:
+        headers.append((_X_REAL_IP, real_ip.encode("latin-1")))
     return RequestHead(head.method, head.target, head.http_version, headers,
                        head.content_length, head.chunked, head.keep_alive,
                        head.expect_continue)

@@ -108,6 +108,12 @@ def test_x_real_ip(upstreams, gateways, engine) -> None:
     status, body = _get(gw, LB, "/h", "x-real-ip: 192.0.2.99\r\n")
     assert (status, body) == (200, b"other")
     assert _last(other, "/h").header("x-forwarded-for") == f"192.0.2.99, {LB}"
+    assert _last(other, "/h").header_all("x-real-ip") == ["192.0.2.99"]
+    # From an untrusted peer, its X-Real-IP is not what the upstream gets either.
+    status, body = _get(gw, DIRECT, "/h2", "x-real-ip: 192.0.2.99\r\n")
+    assert (status, body) == (200, b"app")
+    assert _last(app, "/h2").header_all("x-real-ip") == [DIRECT]
+    assert _last(app, "/h2").header("x-forwarded-for") == DIRECT
     # Two values, a list, or garbage: none is believed.
     for headers in ("x-real-ip: 192.0.2.99\r\nx-real-ip: 192.0.2.99\r\n",
                     "x-real-ip: 192.0.2.99, 1.2.3.4\r\n", "x-real-ip: nope\r\n",

@@ -95,3 +95,16 @@ def test_joined() -> None:
     assert joined("", "10.0.0.1") == "10.0.0.1"
     assert joined("1.2.3.4", "") == "1.2.3.4"
     assert joined("", "") == ""
+
+
+def test_the_forwarded_head_sets_x_real_ip_when_that_is_the_header_read() -> None:
+    head = RequestHead(b"GET", b"/", b"1.1", [(b"x-real-ip", b"6.6.6.6"), (b"host", b"x"),
+                                              (b"x-real-ip", b"7.7.7.7")],
+                       None, False, True, False)
+    assert with_forwarded_for(head, "1.2.3.4", "1.2.3.4").headers == [
+        (b"host", b"x"), (XFF, b"1.2.3.4"), (b"x-real-ip", b"1.2.3.4")]
+    # A unix-socket client has no address: no X-Real-IP at all, rather than a forged one.
+    assert with_forwarded_for(head, "", "").headers == [(b"host", b"x")]
+    # A gateway reading X-Forwarded-For leaves X-Real-IP alone.
+    assert with_forwarded_for(head, "").headers == [
+        (b"x-real-ip", b"6.6.6.6"), (b"host", b"x"), (b"x-real-ip", b"7.7.7.7")]
