@@ -16,6 +16,7 @@ from .addresses import normalise_address
 from .findings import Findings
 from .interceptors import check_interceptors
 from .location import child
+from .realip import check_real_ip
 from .upstreams import normalise_upstreams
 
 _OPTIONAL_LISTS = ("downstreams", "routers", "interceptors", "filters")
@@ -65,6 +66,8 @@ def normalise_gateways(gateways: list[dict[str, Any]], base_dir: str, findings: 
         if "bind_addresses" not in broken:
             _normalise_binds(gateway["bind_addresses"], child(path, "bind_addresses"),
                              base_dir, findings)
+        if "real_ip" not in broken:
+            check_real_ip(gateway, path, findings)
         if "downstreams" not in broken:
             _normalise_downstreams(gateway["downstreams"], child(path, "downstreams"),
                                    findings)
@@ -90,6 +93,11 @@ def _normalise_binds(binds: list[dict[str, Any]], path: str, base_dir: str,
             findings.error(child(bind_path, "tls"), "TLS listeners are not supported yet")
         address = normalise_address(bind, bind_path, base_dir, findings)
         if address is not None:
+            # Not part of the address (the master binds by address alone): the worker
+            # reads it per connection, so a reload can turn it on or off. Kept only when
+            # on, so a plain listener normalises to its address.
+            if bind.get("proxy_protocol"):
+                address["proxy_protocol"] = True
             binds[index] = address
 
 

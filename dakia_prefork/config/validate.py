@@ -87,7 +87,7 @@ def validate(raw: dict[str, Any], *, base_dir: str,
 
 
 _GATEWAY_SECTIONS = frozenset({"name", "bind_addresses", "downstreams", "upstreams",
-                               "routers", "interceptors", "filters"})
+                               "routers", "interceptors", "filters", "real_ip"})
 """The keys of a gateway that gateways.py checks one by one (see normalise_gateways)."""
 
 

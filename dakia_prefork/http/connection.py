@@ -23,6 +23,18 @@ arms and disarms a timer for every wait that blocks, and the profile of a busy w
 a tenth of its time there. The sockets themselves have no timeout, so a deadline is
 enforced within ``SWEEP_SECONDS`` of its time.
 
+A request head has one deadline, set when its first byte arrives
+(``limits.client_header_timeout`` from then, however many reads the head takes), so a client
+that sends a byte every few seconds cannot keep its slot: at the deadline it is answered 408
+and dropped. A body has a deadline per read (``client_body_timeout`` bounds its gaps), also
+answered 408 while no response head has gone out. The wait for the first byte of a head is
+the keep-alive timeout (the header timeout on a new connection); when it passes the
+connection just closes, since there is no request to answer.
+
+On a listener with ``proxy_protocol: true`` the first ``run`` reads a PROXY protocol header
+(proxy_protocol.py) before anything else, within the header timeout in all; its address
+becomes the connection's ``peer``, and a connection without a valid one is closed unanswered.
+
 Idle keep-alive connections are parked: a greenlet waiting in ``recv`` keeps about 8 KiB
 alive (its Python data stack and saved C stack), more than the rest of the connection
 together. So the sweeper also has a connection that has waited ``PARK_AFTER`` seconds for
@@ -46,6 +58,7 @@ import gevent
 
 from ..message import wire
 from ..message.heads import CLOSED, END, ProtocolError, RequestEvent, RequestHead
+from . import proxy_protocol
 from .errors import ClientGone
 from .exchange import Exchange
 from .streams import Stream, send_all
@@ -74,7 +87,7 @@ class Parked(Exception):
 class DownstreamConnection:
     __slots__ = ("ctx", "sock", "peer", "peer_bytes", "listener", "parser", "limits",
                  "requests", "idle", "idle_since", "parked", "linger", "deadline", "greenlet",
-                 "_eof")
+                 "proxy_header", "_eof")
 
     def __init__(self, ctx: WorkerContext, sock: Stream, peer: str,
                  listener: ListenerInfo) -> None:
@@ -92,6 +105,9 @@ class DownstreamConnection:
         self.linger = False     # answered an error: drain what the client still sends
         self.deadline = 0.0      # when the current wait must end; 0.0: not waiting
         self.greenlet: Any = None   # the greenlet serving the connection (``run``'s)
+        # A PROXY protocol header comes first on this listener (read by the first ``run``).
+        gateway = ctx.runtime.gateways.get(listener.gateway)
+        self.proxy_header = gateway is not None and listener.label in gateway.proxy_protocol
         self._eof = False
 
     def run(self) -> None:
@@ -100,18 +116,23 @@ class DownstreamConnection:
         ctx = self.ctx
         self.greenlet = gevent.getcurrent()
         self.parked = False
+        if self.proxy_header:
+            self.proxy_header = False
+            if not self.read_proxy_header(ctx.limits.client_header_timeout):
+                return
         while True:
             self.limits = limits = ctx.limits
             if self.requests and not self.idle:
                 self.idle = True
                 self.idle_since = _monotonic()
             try:
-                event = self.next_event(limits.keepalive_timeout if self.requests
-                                        else limits.client_header_timeout)
+                header_timeout = limits.client_header_timeout
+                event = self.next_head(limits.keepalive_timeout if self.requests
+                                       else header_timeout, header_timeout)
                 if event is END:
                     # The end of a body-less request answered before: body readers consume
                     # their own END, so only these reach the connection loop.
-                    event = self.next_event(limits.keepalive_timeout)
+                    event = self.next_head(limits.keepalive_timeout, header_timeout)
             except ProtocolError as exc:
                 self.send_error(exc.status, str(exc))
                 return
@@ -147,26 +168,90 @@ class DownstreamConnection:
                 # closing now would race that request, already on its way.
                 return
 
+    def read_proxy_header(self, timeout: float) -> bool:
+        """Read the PROXY protocol header (proxy_protocol.py) within ``timeout`` seconds in
+        all and take the client's address from it; False (close, say nothing) when the
+        connection does not start with a valid one."""
+        data = b""
+        deadline = _monotonic() + timeout
+        while True:
+            try:
+                parsed = proxy_protocol.parse(data)
+            except proxy_protocol.ProxyHeaderError as exc:
+                log.info("client %s: %s; closing", self.peer or "unix socket", exc)
+                return False
+            if parsed is not None:
+                break
+            self.deadline = deadline
+            try:
+                chunk = self.sock.recv(proxy_protocol.MAX_HEADER - len(data))
+            except OSError:       # the deadline's TimeoutError included
+                log.info("client %s: no PROXY protocol header in time", self.peer
+                         or "unix socket")
+                return False
+            finally:
+                self.deadline = 0.0
+            if not chunk:
+                return False
+            data += chunk
+        consumed, address = parsed
+        if address is not None:
+            self.peer = address
+            self.peer_bytes = address.encode("latin-1")
+        if len(data) > consumed:
+            self.parser.feed(data[consumed:])
+        return True
+
+    def next_head(self, wait: float, header_timeout: float) -> RequestEvent:
+        """The next event between requests (a head, CLOSED), reading as needed: ``wait``
+        bounds the wait for its first byte (nothing lost if it passes: the connection just
+        closes), then ``header_timeout`` the whole head from that byte on, one deadline
+        however many reads it takes (a client that drips its head gets 408)."""
+        parser = self.parser
+        event = parser.next_event()
+        if event is None:
+            self._receive(_monotonic() + wait, 0)
+            event = parser.next_event()
+            if event is None:
+                deadline = _monotonic() + header_timeout
+                while event is None:
+                    self._receive(deadline, 408)
+                    event = parser.next_event()
+        return event
+
     def next_event(self, timeout: float) -> RequestEvent:
-        """The next request-side event, reading from the socket as needed."""
+        """The next event of a request body, reading from the socket as needed; each read
+        is bounded by ``timeout`` (``client_body_timeout`` bounds the gaps in a body) and
+        one past it is a 408."""
         parser = self.parser
         event = parser.next_event()
         while event is None:
-            if self._eof:
-                raise ClientGone()
-            self.deadline = _monotonic() + timeout
-            try:
-                data = self.sock.recv(RECV_SIZE)
-            except OSError:       # includes timeouts and resets
-                raise ClientGone() from None
-            finally:
-                self.deadline = 0.0
-            self.idle = False
-            if not data:
-                self._eof = True
-            parser.feed(data)
+            self._receive(_monotonic() + timeout, 408)
             event = parser.next_event()
         return event
+
+    def _receive(self, deadline: float, timed_out: int) -> None:
+        """One read into the parser, ended at ``deadline``: then a ``ProtocolError`` with
+        status ``timed_out`` (the client is answered and dropped), or ``ClientGone`` when it
+        is 0 (nothing to answer: an idle connection just closes)."""
+        if self._eof:
+            raise ClientGone()
+        self.deadline = deadline
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except TimeoutError:      # the sweeper's, at the deadline
+            if timed_out:
+                raise ProtocolError("the client was too slow to send its request",
+                                    timed_out) from None
+            raise ClientGone() from None
+        except OSError:           # resets
+            raise ClientGone() from None
+        finally:
+            self.deadline = 0.0
+        self.idle = False
+        if not data:
+            self._eof = True
+        self.parser.feed(data)
 
     def write(self, data: bytes) -> None:
         self.deadline = _monotonic() + self.limits.send_timeout

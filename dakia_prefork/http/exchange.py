@@ -32,7 +32,9 @@ write however many events it parses into, and a large one streams with bounded m
 
 Retries: a connect failure may go to another node whatever the method; after any of the
 request reached a node, only an idempotent method whose body is still all here. A pooled
-connection found closed is replaced once by a fresh one without counting as a retry.
+connection found closed is replaced once by a fresh one without counting as a retry, for
+idempotent methods only: for the others it is a failure like any other (502), since the
+upstream may have read the request before it closed.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ from ..message import paths, wire
 from ..message.heads import END, Headers, ProtocolError, RequestHead, ResponseHead
 from ..message.request import Request
 from ..message.underscores import REJECT as REJECT_UNDERSCORES, without_underscores
+from ..routing import realip
 from . import client, forwarding
 from .errors import ClientGone, StaleConnection, UpstreamBroke, UpstreamFailed
 from .upstream import Node, UpstreamConnection, open_connection
@@ -118,7 +121,8 @@ def _host_of(head: RequestHead) -> bytes:
 
 
 class Exchange:
-    __slots__ = ("conn", "ctx", "runtime", "head", "started", "request", "run_", "head_at")
+    __slots__ = ("conn", "ctx", "runtime", "head", "started", "request", "run_", "head_at",
+                 "client", "forwarded")
 
     def __init__(self, conn: DownstreamConnection, head: RequestHead, runtime: Runtime) -> None:
         self.conn = conn
@@ -129,6 +133,10 @@ class Exchange:
         self.request: Request | None = None
         self.run_: Run | None = None        # the interceptors' run, when there are any
         self.head_at = 0.0                  # when the current attempt's response head came
+        # The client's address: the peer, or what a trusted proxy says (routing/realip.py);
+        # with real_ip, ``forwarded`` is the X-Forwarded-For to send before the peer.
+        self.client = conn.peer
+        self.forwarded: str | None = None
 
     # -- routing -------------------------------------------------------------------------
     def run(self) -> bool:
@@ -136,6 +144,9 @@ class Exchange:
         head = self.head
         conn = self.conn
         gateway = self.runtime.gateways[conn.listener.gateway]
+        real_ip = gateway.real_ip
+        if real_ip is not None:
+            self.client, self.forwarded = real_ip.resolve(conn.peer, head.headers)
         host, known = gateway.host_lookup.lookup(_host_of(head))
         if host is None:
             return self.answer_early(400, _BAD_HOST)
@@ -153,7 +164,9 @@ class Exchange:
             # OPTIONS * (the engines' policy lets ``*`` through for OPTIONS only) asks about
             # the server, not a resource: the gateway is the server asked.
             return self.answer_early(200, b"")
-        request = self.request = Request(head, host, conn.listener.scheme, conn.peer)
+        request = self.request = Request(head, host, conn.listener.scheme, self.client)
+        if self.forwarded is not None:
+            request.forwarded_for = realip.joined(self.forwarded, conn.peer)
         path = request.path
         if not paths.is_canonical(path):
             canonical = paths.normalise(path, gateway.merge_slashes, gateway.escaped_slashes)
@@ -213,7 +226,7 @@ class Exchange:
             if head.method == b"HEAD":
                 payload = payload[:len(payload) - len(body)]
             self.conn.write(payload)
-        self.ctx.access(self.conn.peer, head, self.request, status, len(body), self.started)
+        self.ctx.access(self.client, head, self.request, status, len(body), self.started)
         return keep_alive
 
     def write_body(self, payload: bytes, chunks: Iterable[bytes]) -> None:
@@ -258,7 +271,7 @@ class Exchange:
         assert request is not None
         balancer = upstream.balancer
         kind = upstream.key_kind
-        key = None if kind is None else request.path if kind == "url" else (self.conn.peer
+        key = None if kind is None else request.path if kind == "url" else (self.client
                                                                              or None)
         node = balancer.pick(key)
         if node is None:
@@ -277,6 +290,13 @@ class Exchange:
                 return self.answer_early(reply.status, reply.body, reply.headers)
             sent_head = run.upstream_head(head)
         conn = self.conn
+        if self.forwarded is not None:
+            # X-Forwarded-For rebuilt from the trusted chain (forwarding.py appends the peer),
+            # X-Real-IP set to the client when that is the header real_ip reads.
+            real_ip = self.runtime.gateways[conn.listener.gateway].real_ip
+            sent_head = realip.with_forwarded_for(
+                sent_head, self.forwarded,
+                None if real_ip is None or real_ip.list_header else self.client)
         scheme = conn.listener.scheme_bytes
         upstream_head = forwarding.upstream_head(sent_head, head, conn.peer_bytes, scheme,
                                                  node.host_header)
@@ -338,8 +358,10 @@ class Exchange:
                 # Waits on it are bounded by deadlines (connection.py), not the socket.
                 uconn.set_timeout(None)
                 # Only a request with no body can be replayed on a stale connection: its
-                # body is read from the client as it is sent.
-                replayable = reused and body is None
+                # body is read from the client as it is sent. And only an idempotent one:
+                # "found closed" after the request went out may mean the upstream read it
+                # (and acted on it) before closing, so a POST must not go out twice.
+                replayable = reused and body is None and self.head.method in IDEMPOTENT
                 try:
                     self._send_request(uconn, upstream, upstream_head, body, replayable)
                     sent_at = time.monotonic()
@@ -405,7 +427,7 @@ class Exchange:
             if limit is not None and body.size > limit:
                 uconn.close()
                 sent = conn.send_error(413, "request body larger than limits.max_body_bytes")
-                self.ctx.access(conn.peer, head, self.request, 413, sent, self.started)
+                self.ctx.access(self.client, head, self.request, 413, sent, self.started)
                 raise ClientGone()
             data = wire.chunk(event) if chunked else event
             self._upstream_send(uconn, pending + data if pending else data, write_timeout)
@@ -477,6 +499,10 @@ class Exchange:
                     continue
                 status = event.status
                 self.head_at = time.monotonic()
+                # Decided now, not when the request went out: a drain (QUIT, or a reload
+                # that retired this worker) that began while the upstream was thinking
+                # must reach this response as Connection: close.
+                keep_client = head.keep_alive and not ctx.draining
                 reason = event.reason
                 upstream_keep_alive = event.keep_alive
                 headers = event.headers
@@ -525,19 +551,19 @@ class Exchange:
                         write(b"".join(out))
                     except ClientGone:
                         pass
-                ctx.access(conn.peer, head, request, status, sent_body, self.started)
+                ctx.access(self.client, head, request, status, sent_body, self.started)
                 raise UpstreamBroke() from None
             # No head yet: the caller answers the client, or retries on another node.
             raise
         except ClientGone:
             uconn.close()
-            ctx.access(conn.peer, head, request, status or 499, sent_body, self.started)
+            ctx.access(self.client, head, request, status or 499, sent_body, self.started)
             raise
         if upstream_keep_alive and not reader.parser.trailing_data:
             ctx.pool.put_idle(uconn, upstream.idle_timeout)
         else:
             uconn.close()
-        ctx.access(conn.peer, head, request, status, sent_body, self.started)
+        ctx.access(self.client, head, request, status, sent_body, self.started)
         return keep_client
 
     def _relay_replaced(self, reader: client.ResponseReader, body: Body, status: int,
@@ -570,5 +596,5 @@ class Exchange:
             self.ctx.pool.put_idle(uconn, upstream.idle_timeout)
         else:
             uconn.close()
-        self.ctx.access(self.conn.peer, head, self.request, status, len(body), self.started)
+        self.ctx.access(self.client, head, self.request, status, len(body), self.started)
         return keep_client

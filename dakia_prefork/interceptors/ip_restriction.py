@@ -7,8 +7,10 @@
       deny: ["10.0.13.0/24"]
 
 A client in ``deny`` gets 403; so does one outside ``allow`` when ``allow`` is not empty;
-everyone else passes. The address is the one the gateway sees (the TCP peer, an
-IPv4-mapped IPv6 address as IPv4), never ``X-Forwarded-For``, which the client writes. A
+everyone else passes. The address is the request's ``remote_addr``: the TCP peer (an
+IPv4-mapped IPv6 address as IPv4), or the client that a PROXY protocol header or the
+gateway's ``real_ip`` names (routing/realip.py: a header only from a trusted proxy), never
+an ``X-Forwarded-For`` an untrusted client wrote. A
 client on a unix socket has no address: it is in no list, so an ``allow`` list refuses it.
 
 A network with host bits set (``10.0.0.1/8``) is a config error: it usually means a typo.

@@ -19,8 +19,9 @@ Semantics (Dakia's): a bucket starts full; every request takes one token or is r
 The key says whose bucket a request takes from:
 
 - ``global``: one bucket for every request this interceptor applies to;
-- ``ip``: one per client address (the TCP peer, never ``X-Forwarded-For``; every unix-socket
-  client shares the bucket of the empty address);
+- ``ip``: one per client address (``remote_addr``: the TCP peer, or the client a PROXY
+  header or the gateway's ``real_ip`` names, never an untrusted ``X-Forwarded-For``; every
+  unix-socket client shares the bucket of the empty address);
 - ``route``: one per upstream the router picked (``ctx.route``);
 - ``consumer``: one per authenticated identity (``ctx.consumer``, set by ``basic_auth``,
   ``key_auth``...). A request with none (the limiter runs before the auth interceptor, or

@@ -185,8 +185,11 @@ def _fetch_headers(ctx: Context) -> list[tuple[bytes, bytes]]:
     request = ctx.request
     headers = [(name, value) for name, value in ctx.upstream_request.headers.raw
                if name not in _SKIP_HEADERS]
-    forwarded_for = request.header("x-forwarded-for")
-    chain = f"{forwarded_for}, {request.remote_addr}" if forwarded_for else request.remote_addr
+    chain = request.forwarded_for      # rebuilt by real_ip: the proxy sends the same
+    if chain is None:
+        forwarded_for = request.header("x-forwarded-for")
+        chain = (f"{forwarded_for}, {request.remote_addr}" if forwarded_for
+                 else request.remote_addr)
     via = request.header("via")
     headers += [(b"accept-encoding", b"identity"),
                 (b"x-forwarded-for", chain.encode("latin-1")),

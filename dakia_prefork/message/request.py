@@ -19,7 +19,7 @@ from .heads import RequestHead
 
 class Request:
     __slots__ = ("head", "method", "path", "query_string", "scheme", "host", "remote_addr",
-                 "_headers", "_query")
+                 "forwarded_for", "_headers", "_query")
 
     def __init__(self, head: RequestHead, host: str, scheme: str, remote_addr: str) -> None:
         self.head = head
@@ -34,6 +34,9 @@ class Request:
         self.scheme = scheme
         self.host = host
         self.remote_addr = remote_addr
+        # The X-Forwarded-For the gateway sends upstream when a gateway's real_ip rebuilt
+        # it (routing/realip.py); None: the client's list with the peer appended.
+        self.forwarded_for: str | None = None
         self._headers: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..balance import Balancer, PassiveHealth, make_balancer
+from ..config.addresses import describe_address
 from ..config.model import GatewaySettings, Limits, NodeSettings, Settings, UpstreamSettings
 from ..http.engines import Engine, select_engine
 from ..http.upstream import Address, Node, tls_for
@@ -21,6 +22,7 @@ from ..interceptors.resources import Resources
 from ..message.paths import ESCAPED_SLASHES
 from ..message.underscores import MODES as UNDERSCORE_MODES
 from ..routing.hosts import HostLookup
+from ..routing.realip import RealIp
 from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
 from ..shm.nodestats import NodeStats
@@ -79,7 +81,7 @@ class UpstreamRuntime:
 class GatewayRuntime:
     __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
                  "interceptors", "underscores", "merge_slashes", "escaped_slashes",
-                 "forward_raw_path")
+                 "forward_raw_path", "real_ip", "proxy_protocol")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
@@ -100,6 +102,12 @@ class GatewayRuntime:
         self.merge_slashes = paths.merge_slashes
         self.escaped_slashes = ESCAPED_SLASHES[paths.escaped_slashes]
         self.forward_raw_path = paths.forward_raw_path
+        real_ip = spec.get("real_ip")
+        self.real_ip: RealIp | None = None if real_ip is None else RealIp(
+            real_ip["trusted_proxies"], real_ip["header"])
+        # The listeners (by label, as the master names them) that read a PROXY header.
+        self.proxy_protocol = frozenset(describe_address(a) for a in spec["bind_addresses"]
+                                        if a.get("proxy_protocol"))
 
 
 class Runtime:

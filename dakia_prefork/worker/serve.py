@@ -35,6 +35,8 @@ log = logging.getLogger("dakia.worker")
 HEARTBEAT_SECONDS = 1.0
 _LOG_FLUSH_SECONDS = 0.2
 _DRAIN_IDLE_CLOSE = 1.0
+# The longest a connection answered with an error is read from before it is closed.
+_LINGER_SECONDS = 1.0
 
 
 def _yield() -> None:
@@ -340,12 +342,17 @@ def _has_pending_bytes(sock: socket.socket) -> bool:
 def _linger_close(sock: socket.socket) -> None:
     """Half-close and read what the client is still sending, so our answer is not lost to a
     reset (closing with unread bytes makes the kernel send RST, which can discard the
-    response before the client reads it)."""
+    response before the client reads it). Bounded in bytes and in time as a whole: a client
+    that drips (answered 408 for it) must not keep its slot by dripping on here."""
     try:
         sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(1.0)
         drained = 0
+        until = time.monotonic() + _LINGER_SECONDS
         while drained < 262144:
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
             data = sock.recv(65536)
             if not data:
                 break

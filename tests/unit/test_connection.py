@@ -236,11 +236,38 @@ def test_body_over_max_body_bytes_has_its_access_log_line(make_harness: MakeHarn
     assert h.log.lines == [(413, len(response.body))]
 
 
-def test_client_silent_until_the_header_timeout_gets_no_answer(
-        make_harness: MakeHarness) -> None:
+def test_client_too_slow_with_its_head_gets_408(make_harness: MakeHarness) -> None:
+    """Issue 9, part 9: a head begun but not finished by the header timeout is answered
+    408 and the connection closed (it used to be closed without a word)."""
     h = make_harness()
-    client = h.serve(b"GET /api/x HTTP/1.1\r\n", TimeoutError())
+    conn, client = h.connection(b"GET /api/x HTTP/1.1\r\n", TimeoutError())
+    conn.run()
+    [response] = responses(client.written, b"GET")
+    assert response.status == 408 and response.header(b"connection") == b"close"
+    assert h.connects == [] and conn.linger
+
+
+def test_client_silent_from_the_start_gets_no_answer(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    client = h.serve(TimeoutError())
     assert client.written == b"" and h.connects == []
+
+
+def test_client_silent_after_a_response_gets_no_answer(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    h.upstream(ok())
+    client = h.serve(get(), TimeoutError())
+    assert len(responses(client.written, b"GET")) == 1
+
+
+def test_a_body_that_stalls_gets_408(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    h.upstream(ok())
+    conn, client = h.connection(_post(b"/api/x", 10), b"hello", TimeoutError())
+    conn.run()
+    [response] = responses(client.written, b"POST")
+    assert response.status == 408 and response.header(b"connection") == b"close"
+    assert h.log.lines == [(408, len(response.body))]
 
 
 def test_client_closing_mid_head_gets_400(make_harness: MakeHarness) -> None:
