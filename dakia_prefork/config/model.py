@@ -208,6 +208,18 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigLoadSettings:
+    """``config_load``: how long and how much memory loading a new config may take."""
+
+    timeout: float
+    max_memory_bytes: int
+
+    @classmethod
+    def from_config(cls, value: Mapping[str, Any]) -> ConfigLoadSettings:
+        return cls(float(value["timeout"]), int(value["max_memory_bytes"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting of one config version. Field names are the config's keys."""
 
@@ -226,6 +238,7 @@ class Settings:
     limits: Limits
     admin: AdminSettings | None
     gateways: tuple[GatewaySettings, ...]
+    config_load: ConfigLoadSettings
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -248,6 +261,7 @@ class Settings:
             limits=Limits.from_config(config["limits"]),
             admin=None if admin is None else AdminSettings.from_config(admin),
             gateways=tuple(GatewaySettings.from_config(g) for g in config["gateways"]),
+            config_load=ConfigLoadSettings.from_config(config["config_load"]),
         )
 
     def gateway(self, name: str) -> GatewaySettings:

@@ -50,6 +50,7 @@ from ..shm.nodestats import NodeStats
 from ..shm.segment import sweep_stale
 from . import pidfile, sdnotify
 from .checks import runtime_errors
+from .reloader import Loaded, ReloadJob
 from .listeners import (INHERIT_ENV, BindError, Listener, ListenerSpec, bind, inherit_value,
                         inherited_sockets, open_listeners, spec_key, specs_of)
 
@@ -137,6 +138,8 @@ class Master:
         self._stopping: str | None = None            # None, "graceful" or "fast"
         self._stop_deadline = 0.0
         self._wake_r = self._wake_w = -1
+        self.reload_job: ReloadJob | None = None     # the config loader child, during HUP
+        self._reload_again = False                   # a HUP came while one was loading
 
     # -- start ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -197,6 +200,7 @@ class Master:
                     if time.monotonic() > self._stop_deadline:
                         self._signal_workers(signal.SIGKILL)
                     continue
+                self._poll_reload()
                 self._check_health()
                 self._reconcile()
         finally:
@@ -209,11 +213,16 @@ class Master:
             w.draining_since is not None for w in self.workers.values())
 
     def _wait_for_event(self, timeout: float) -> None:
+        fds = [self._wake_r]
+        job = self.reload_job
+        if job is not None and job.running:
+            fds.append(job.fd)        # the loader's verdict wakes the loop as a signal does
+            timeout = max(0.0, min(timeout, job.deadline - time.monotonic()))
         try:
-            ready, _, _ = select.select([self._wake_r], [], [], timeout)
+            ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
             return
-        if ready:
+        if self._wake_r in ready:
             try:
                 while os.read(self._wake_r, 4096):
                     pass
@@ -379,6 +388,20 @@ class Master:
         assert self.segments is not None
         run_worker(slot, record, listeners, self.config, self.version, self.segments)
 
+    def _drop_master_fds(self, keep: set[int] | frozenset[int] = frozenset()) -> None:
+        """In a child: close what only the master may hold (its wakeup pipe, the daemon's
+        ready pipe, a loader's pipe, the listening sockets but those in ``keep``, by id)."""
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self.ready_fd >= 0:
+            os.close(self.ready_fd)     # else `start --daemon` would wait on the children too
+        if self.reload_job is not None:
+            self.reload_job.close()
+        for listener in [*self.listeners.current.values(), *self.listeners.retired]:
+            for sock in listener.sockets:
+                if id(sock) not in keep:
+                    sock.close()
+
     def _reap(self) -> None:
         while True:
             try:
@@ -392,6 +415,9 @@ class Master:
                 continue
             if pid == self.checker:
                 self._checker_exited(status)
+                continue
+            if self.reload_job is not None and pid == self.reload_job.pid:
+                self.reload_job.status = status
                 continue
             worker = self.workers.pop(pid, None)
             if worker is None:
@@ -497,22 +523,54 @@ class Master:
 
     # -- reload --------------------------------------------------------------------------
     def reload(self) -> None:
-        """Re-read the source file; publish it if valid, else change nothing.
-
-        The verdict goes to ``state_dir/last_reload.json``, where ``dakia-master reload``
-        waits for it; also to the state_dir the file names when that differs (a
-        restart-only change the CLI, reading the file, looks for there).
-        """
+        """Start loading the source file in a loader child (master/reloader.py); the loop
+        applies the verdict when it comes (``_poll_reload``), supervising meanwhile."""
+        if self.reload_job is not None:
+            # The file may have changed again since the running load began: load it once
+            # more afterwards, so the last HUP always sees the last file.
+            self._reload_again = True
+            log.info("HUP: a reload is loading; the file is loaded again after it")
+            return
         sdnotify.notify("RELOADING=1")
+        log.info("HUP: loading %s", self.config_path)
         try:
-            outcome = self._reload()
-        finally:
-            sdnotify.notify(f"READY=1\nSTATUS=serving config v{self.version}")
+            self.reload_job = ReloadJob.start(self.config_path, self.settings.config_load,
+                                              time.monotonic(), self._drop_master_fds,
+                                              _load_and_check)
+        except OSError as exc:
+            log.error("reload refused, nothing changed: cannot start the config loader: %s",
+                      exc)
+            self._finish_reload(_Reload(errors=[f"cannot start the config loader: {exc}"]))
+
+    def _poll_reload(self) -> None:
+        job = self.reload_job
+        if job is None:
+            return
+        loaded = job.poll(time.monotonic())
+        if loaded is None:
+            return
+        self.reload_job = None
+        try:
+            outcome = self._reload(loaded)
+        except Exception as exc:  # noqa: BLE001 - a reload fails alone, the master serves on
+            log.exception("reload failed, the running version is kept")
+            outcome = _Reload(errors=[f"reload failed: {type(exc).__name__}: {exc}"])
+        self._finish_reload(outcome)
+        if self._reload_again and not self._stopping:
+            self._reload_again = False
+            self.reload()
+
+    def _finish_reload(self, outcome: _Reload) -> None:
+        """Report the verdict: in the control block (``dakia-master reload`` and the admin
+        API read it there whatever state_dir allows) and in ``state_dir/last_reload.json``;
+        also in the state_dir the file names when that differs (a restart-only change)."""
+        sdnotify.notify(f"READY=1\nSTATUS=serving config v{self.version}")
         result = {"master": self.pid, "at": time.time(), "ok": not outcome.errors,
                   "version": self.version, "errors": outcome.errors,
                   # Where this master runs, whatever the file says now (restart-only).
                   "pid_file": self.pid_file, "state_dir": self.state_dir,
                   "not_applied": [change.as_dict() for change in outcome.not_applied]}
+        self.control.publish_reload(result)
         directories = [self.state_dir]
         if outcome.file_state_dir not in (None, self.state_dir):
             directories.append(outcome.file_state_dir)
@@ -523,21 +581,17 @@ class Master:
             except OSError as exc:
                 log.error("reload: cannot write the result in %s: %s", directory, exc)
 
-    def _reload(self) -> _Reload:
-        try:
-            config, notices = load(self.config_path)
-            errors = runtime_errors(config)
-            if errors:
-                raise ConfigError(errors)
-        except ConfigError as exc:
-            log.error("reload refused, nothing changed:\n%s", exc)
-            return _Reload(errors=exc.errors)
-        for notice in notices:
+    def _reload(self, loaded: Loaded) -> _Reload:
+        if loaded.config is None:
+            log.error("reload refused, nothing changed:\n%s", "\n".join(loaded.errors))
+            return _Reload(errors=loaded.errors)
+        config = loaded.config
+        for notice in loaded.notices:
             log.info("notice: %s", notice)
-        loaded = Settings.from_config(config)
-        outcome = _Reload(file_state_dir=loaded.state_dir)
-        restart_only = restart_only_changes(self.settings, loaded)
-        settings = keeping_running(config, loaded, restart_only)
+        loaded_settings = Settings.from_config(config)
+        outcome = _Reload(file_state_dir=loaded_settings.state_dir)
+        restart_only = restart_only_changes(self.settings, loaded_settings)
+        settings = keeping_running(config, loaded_settings, restart_only)
         outcome.not_applied.extend(restart_only)
         try:
             # Opened and closed here so that a log the workers could not open refuses the
@@ -549,9 +603,21 @@ class Master:
             outcome.errors.append(str(exc))
             return outcome
         try:
+            # Written before anything is applied: a state_dir that cannot take the new
+            # version (disk full, read-only, permission denied) refuses the reload whole.
+            version = self.store.write(config, settings.keep_versions)
+        except OSError as exc:
+            message = (f"state_dir: cannot write the new version in {self.store.directory}: "
+                       f"{exc.strerror or exc}")
+            log.error("reload refused, the running version v%d is kept: %s", self.version,
+                      message)
+            outcome.errors.append(message)
+            return outcome
+        try:
             self._apply_listeners(specs_of(config))
         except BindError as exc:
             log.error("reload refused, nothing changed: %s", exc)
+            self.store.discard(version)
             outcome.errors.append(f"bind_addresses: cannot listen: {exc}")
             return outcome
         outcome.not_applied.extend(self._apply_workers(settings))
@@ -562,7 +628,7 @@ class Master:
                       settings.error_log, exc.strerror or exc)
         self.config = config
         self.settings = settings
-        self.version = self.store.write(config, settings.keep_versions)
+        self.version = version
         self.control.publish_version(self.version)
         self._signal_workers(signal.SIGHUP)
         for change in outcome.not_applied:
@@ -659,6 +725,9 @@ class Master:
         if self._stopping == "fast" or (self._stopping and graceful):
             return
         self._stopping = "graceful" if graceful else "fast"
+        if self.reload_job is not None:
+            self.reload_job.kill()       # its verdict would come too late to matter
+            self.reload_job = None
         if self.notified_ready and pidfile.read(self.pid_file) == self.pid:
             # Not after a binary upgrade handed the service over: under systemd's
             # NotifyAccess=all, STOPPING=1 from the old master would stop the new one too.
@@ -686,6 +755,18 @@ class Master:
             self.segments = None
         pidfile.remove(self.pid_file, self.pid)
         pidfile.remove(self.pid_file + ".oldbin", self.pid)
+
+
+def _load_and_check(path: str) -> Loaded:
+    """What the loader child runs: ``check``'s load and the master's start-time checks."""
+    try:
+        config, notices = load(path)
+        errors = runtime_errors(config)
+    except ConfigError as exc:
+        return Loaded(errors=exc.errors)
+    if errors:
+        return Loaded(errors=errors)
+    return Loaded(config=config, notices=notices)
 
 
 def _check_log_file(path: str, key: str) -> None:

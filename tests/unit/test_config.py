@@ -148,6 +148,7 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
         "limits": {"max_header_bytes": 65536, "max_body_bytes": None,
                    "client_header_timeout": 60, "client_body_timeout": 60,
                    "keepalive_timeout": 75, "send_timeout": 60, "max_connections": 10000},
+        "config_load": {"timeout": 30, "max_memory_bytes": 2147483648},
         "admin": None,
     }
     assert gateway == {
