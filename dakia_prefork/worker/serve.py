@@ -22,6 +22,7 @@ from ..http.fetch import Fetcher, connect_node
 from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
 from ..logs import reopen_logs, setup_logging
+from ..procs import orphaned
 from ..shm.control import STATE_DRAINING, STATE_READY, ControlBlock
 from ..shm.buckets import BucketTable
 from ..shm.counters import CounterTable
@@ -58,6 +59,9 @@ class Worker:
         self.record = record
         self.pid = os.getpid()
         self.control = ControlBlock(segments.control)
+        # The master that forked us: once it is gone we drain and exit (worker/main.py
+        # asks for a death signal too; this is the check for when that was missed).
+        self.master_pid = self.control.master_pid
         self.counters = CounterTable(segments.counters, pause=_yield)
         self.node_stats = NodeStats(segments.nodes, record=record, pause=_yield)
         self.buckets = BucketTable(segments.buckets, pause=_yield)
@@ -265,6 +269,10 @@ class Worker:
     # -- periodic work -------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         while True:
+            if orphaned(self.master_pid) and not self.ctx.draining:
+                log.warning("worker %d: master %d is gone; draining", self.pid,
+                            self.master_pid)
+                self._on_quit()
             self.control.beat(self.record, self.ctx.requests)
             self._check_version()
             self.ctx.pool.sweep()        # upstream connections idle past timeouts.idle
