@@ -35,8 +35,12 @@ _MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
 
 
 def run_worker(slot: int, record: int, listeners: list[tuple[_stdlib_socket.socket, Any]],
-               config: dict[str, Any], version: int, segments: Any) -> NoReturn:
-    """Serve until told to stop, then ``os._exit``: never returns into the master's code."""
+               config: dict[str, Any], version: int, segments: Any,
+               spare: list[tuple[int, _stdlib_socket.socket, Any]] | None = None) -> NoReturn:
+    """Serve until told to stop, then ``os._exit``: never returns into the master's code.
+
+    ``spare``: the other slots' sockets, served only while the master marks their slot
+    vacant (worker/cover.py)."""
     for sig in _MASTER_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
@@ -47,7 +51,7 @@ def run_worker(slot: int, record: int, listeners: list[tuple[_stdlib_socket.sock
     code = 1
     try:
         from .serve import Worker
-        code = Worker(slot, record, listeners, config, version, segments).serve()
+        code = Worker(slot, record, listeners, config, version, segments, spare).serve()
     except BaseException:  # noqa: BLE001 - a worker must never unwind into the master's loop
         import traceback
         traceback.print_exc()

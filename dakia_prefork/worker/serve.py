@@ -29,6 +29,7 @@ from ..shm.counters import CounterTable
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
 from .context import ListenerInfo, WorkerContext
+from .cover import Cover
 from .runtime import Runtime
 
 log = logging.getLogger("dakia.worker")
@@ -54,7 +55,8 @@ def peer_address(addr: Any) -> str:
 
 class Worker:
     def __init__(self, slot: int, record: int, listeners: list[tuple[Any, ListenerInfo]],
-                 config: dict[str, Any], version: int, segments: InstanceSegments) -> None:
+                 config: dict[str, Any], version: int, segments: InstanceSegments,
+                 spare: list[tuple[int, Any, ListenerInfo]] | None = None) -> None:
         self.slot = slot
         self.record = record
         self.pid = os.getpid()
@@ -75,6 +77,9 @@ class Worker:
         self.store = ConfigStore(settings.state_dir)
         self.listeners = [(socket.socket(s.family, s.type, fileno=s.detach()), info)
                           for s, info in listeners]
+        self.cover = Cover(self.control,
+                           [(other, socket.socket(s.family, s.type, fileno=s.detach()), info)
+                            for other, s, info in spare or []], self._accept_loop)
         runtime = self._build(version, settings, None)
         self.ctx = WorkerContext(
             runtime=runtime,
@@ -112,6 +117,7 @@ class Worker:
         gevent.spawn(self._heartbeat_loop)
         gevent.spawn(self._flush_loop)
         gevent.spawn(self._deadline_loop)
+        self.cover.start()
         self.control.set_state(self.record, STATE_READY)
         log.debug("worker %d ready in slot %d", self.pid, self.slot)
         self.stopped.wait()
@@ -143,6 +149,7 @@ class Worker:
         for lsock, _info in self.listeners:
             # Only our copy: the master keeps the socket open, queued connections survive.
             lsock.close()
+        self.cover.stop()
         deadline = time.monotonic() + ctx.runtime.settings.graceful_timeout
         # A keep-alive client that is still sending gets ``Connection: close`` on its next
         # response and leaves on its own. Only connections seen idle (no new request) for
