@@ -150,7 +150,9 @@ class ReloadJob:
 
     @property
     def running(self) -> bool:
-        return self.fd >= 0
+        """The pipe may still bring data: worth a place in the loop's ``select`` (after its
+        end, until the child is reaped, it would only make ``select`` return at once)."""
+        return self.fd >= 0 and not self._eof
 
 
 def _how(status: int, limits: ConfigLoadSettings) -> str:
