@@ -368,7 +368,12 @@ def status_report(config: dict[str, Any], pid: int) -> dict[str, Any]:
         now = time.time()
         report["master"].update(config_version=control.config_version,
                                 uptime=round(now - control.master_started, 1),
-                                ready=control.ready)
+                                ready=control.ready,
+                                vacant_slots=sorted(control.vacant))
+        last = control.last_reload()
+        if last is not None:
+            report["last_reload"] = {key: last.get(key) for key in ("ok", "at", "version",
+                                                                      "errors")}
         for record in sorted(control.records(), key=lambda r: (r.slot, r.generation)):
             report["workers"].append({
                 "slot": record.slot, "generation": record.generation, "pid": record.pid,
@@ -403,6 +408,18 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"uptime {master.get('uptime', '?')}s")
     if "error" in report:
         print(report["error"])
+    last = report.get("last_reload")
+    if last is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["at"] or 0))
+        if last["ok"]:
+            print(f"last reload  {when}  ok: config v{last['version']}")
+        else:
+            errors = last["errors"] or ["?"]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            print(f"last reload  {when}  refused: {errors[0]}{more}")
+    if master.get("vacant_slots"):
+        print("vacant slots (covered by the other workers): "
+              + ", ".join(map(str, master["vacant_slots"])))
     for w in report["workers"]:
         print(f"worker  slot {w['slot']:<3} pid {w['pid']:<8} {w['state']:<9} "
               f"config v{w['config_version']:<4} uptime {w['uptime']}s  "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -193,10 +194,17 @@ def test_a_store_path_taken_by_a_file_fails_that_reload_alone(serving):
         assert result.returncode == 1, result.stdout
         assert "state_dir: cannot write the new version" in result.stderr
         assert_still_serving(gw, 1)
+        # `status` shows the refused reload too (from the control block).
+        text = gw.cli("status")
+        assert text.returncode == 0
+        assert "last reload" in text.stdout and "refused: state_dir: cannot write" in text.stdout
+        report = json.loads(gw.cli("status", "--json").stdout)
+        assert report["last_reload"]["ok"] is False and report["last_reload"]["version"] == 1
     finally:
         os.unlink(store)
         os.rename(store + ".moved", store)
     assert reload_cli(gw).returncode == 0
+    assert "ok: config v2" in gw.cli("status").stdout
 
 
 # -- hostile files ------------------------------------------------------------------------

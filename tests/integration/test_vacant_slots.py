@@ -8,6 +8,7 @@ the master tells to cover the vacant slot after its grace (about 2 s).
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -81,6 +82,8 @@ def test_connections_queued_on_a_vacant_slot_are_served_by_the_others(upstreams,
             results = [f.result(timeout=30) for f in futures]
         assert len(killer.killed) >= 3, killer.killed      # the slot really stayed down
         assert "slot(s) 1 without a ready worker" in gw.log_text()
+        report = json.loads(gw.cli("status", "--json").stdout)
+        assert report["master"]["vacant_slots"] == [1]
         assert not any(w["slot"] == 1 and w["state"] == "ready" for w in gw.workers())
     assert all(status == 200 for status, _took in results)
     # None waited for slot 1's worker: at most the grace and a poll period beyond it.
