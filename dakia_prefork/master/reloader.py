@@ -40,7 +40,9 @@ from ..procs import die_with_parent
 
 log = logging.getLogger("dakia.master")
 
-MAX_RESULT_BYTES = 256 * 1024 * 1024
+# A normalised config from a file within config/bounds.py's limits (8 MiB, 64 MiB of text
+# after aliases) fits with room to spare.
+MAX_RESULT_BYTES = 128 * 1024 * 1024
 _READ_CHUNK = 1 << 20
 
 

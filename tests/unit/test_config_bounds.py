@@ -84,6 +84,17 @@ def test_billion_laughs_is_refused_before_expansion(tmp_path):
     assert "line " in message
 
 
+def test_a_long_string_aliased_many_times_is_refused(tmp_path):
+    # 1 MiB of text, aliased 100 times: few nodes, but 100 MiB once expanded.
+    text = "big: &s '" + "x" * (1024 * 1024) + "'\ncopies: [" + ", ".join(["*s"] * 100) + "]\n"
+    message = _error(_write(tmp_path, "text.yaml", text))
+    assert "more than 64 MiB of text once aliases are expanded" in message
+    # Keys are scalars too: a + abc + b + abc + abc = 11 characters.
+    check_yaml("x", "a: &s abc\nb: [*s, *s]\n", _StrictLoader, Bounds(max_text=11))
+    with pytest.raises(ConfigError, match="more than 10 bytes of text"):
+        check_yaml("x", "a: &s abc\nb: [*s, *s]\n", _StrictLoader, Bounds(max_text=10))
+
+
 def test_aliases_count_their_depth(tmp_path):
     deep = "[" * 40 + "]" * 40
     text = f"a: &d {deep}\nb: [" + "[" * 30 + "*d" + "]" * 30 + "]\n"
