@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from typing import Any, Callable, Iterator
 
@@ -25,7 +26,7 @@ import requests
 from dakia_prefork.shm.control import ControlBlock
 from dakia_prefork.shm.segment import Segment, segment_name
 
-from .harness import Gateway, node, wait_until
+from .harness import ROOT, Gateway, node, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -224,6 +225,26 @@ def test_deep_nesting_fails_that_reload_alone(serving, text):
     assert verdict["ok"] is False and "nested deeper than 64 levels" in verdict["errors"][0]
     assert_still_serving(gw, 1)
     assert "RecursionError" not in gw.log_text() and "Traceback" not in gw.log_text()
+
+
+@pytest.mark.parametrize("text", [
+    "workers: " + "[" * 100_000 + "]" * 100_000 + "\n",
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i > 1 else "*a"] * 10) + "]\n"
+        for i in range(1, 9)),
+])
+def test_start_refuses_a_hostile_file_with_one_located_line(serving, text):
+    gw: Gateway = serving(start=False)
+    gw.write_config()
+    with open(gw.config_path, "w") as f:
+        f.write(text)
+    done = subprocess.run([sys.executable, "-m", "dakia_prefork.cli", "start", "-c",
+                           gw.config_path], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
+    assert f"{gw.config_path}: line " in done.stderr
+    assert len(done.stderr.splitlines()) == 2, done.stderr      # the error, "not started"
 
 
 @pytest.mark.parametrize("size", [50 * 1024 * 1024, 9 * 1024 * 1024])
