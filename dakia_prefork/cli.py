@@ -248,25 +248,60 @@ def cmd_reload(args: argparse.Namespace) -> int:
     if running is None:
         return _fail(f"not running (no live pid in {config['pid_file']})")
     pid = running.pid
-    # The master writes its verdict in its state_dir and, when the file names another
-    # one (a restart-only change), there too: the file's is always where to look.
+    # The master publishes its verdict in its control block (readable whatever state_dir
+    # allows: disk full, read-only, permission denied) and writes it in its state_dir and,
+    # when the file names another one (a restart-only change), there too.
     before = _last_reload(config["state_dir"]).get("at", 0)
+    control = _control_block(running.state_dir, pid)
+    sequence = control[0].reload_sequence if control else 0
     os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        result = _last_reload(config["state_dir"])
-        if result.get("master") == pid and result.get("at", 0) > before:
-            if result["ok"]:
-                print(f"reloaded: master {pid} serves config v{result['version']}")
-                # Settings the file changes that the master kept (restart-only ones).
-                for change in result.get("not_applied", []):
-                    print(change["line"])
-                return 0
-            for error in result["errors"]:
-                print(error, file=sys.stderr)
-            return _fail("reload refused by the master; nothing changed")
-        time.sleep(0.05)
-    return _fail(f"master {pid} did not answer the reload in 30s; see its error log")
+    # The master gives its loader config_load.timeout (the running config's; the file's
+    # is the best guess we have), then applies the verdict.
+    wait = float(config["config_load"]["timeout"]) + 30.0
+    deadline = time.monotonic() + wait
+    try:
+        while time.monotonic() < deadline:
+            result: dict[str, Any] | None = None
+            if control and control[0].reload_sequence > sequence:
+                result = control[0].last_reload()
+            if result is None:
+                result = _last_reload(config["state_dir"])
+                if not (result.get("master") == pid and result.get("at", 0) > before):
+                    result = None
+            if result is not None:
+                return _report_reload(pid, result)
+            time.sleep(0.05)
+    finally:
+        if control:
+            control[1].close()
+    return _fail(f"master {pid} did not answer the reload in {wait:.0f}s; see its error log")
+
+
+def _control_block(state_dir: str, pid: int) -> tuple[Any, Any] | None:
+    """The running master's control block and its segment, or None (an older master)."""
+    from .shm.control import ControlBlock
+    from .shm.segment import Segment, segment_name
+    try:
+        segment = Segment(segment_name(state_dir, pid, "control"), 0, create=False)
+    except Exception:  # noqa: BLE001 - fall back to the file
+        return None
+    if segment.size < ControlBlock.SIZE:
+        segment.close()
+        return None
+    return ControlBlock(segment), segment
+
+
+def _report_reload(pid: int, result: dict[str, Any]) -> int:
+    if result["ok"]:
+        print(f"reloaded: master {pid} serves config v{result['version']}")
+        # Settings the file changes that the master kept (restart-only ones).
+        for change in result.get("not_applied", []):
+            print(change["line"])
+        return 0
+    for error in result["errors"]:
+        print(error, file=sys.stderr)
+    return _fail(f"reload refused by the master; nothing changed, it keeps serving config "
+                 f"v{result['version']}")
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
@@ -333,7 +368,12 @@ def status_report(config: dict[str, Any], pid: int) -> dict[str, Any]:
         now = time.time()
         report["master"].update(config_version=control.config_version,
                                 uptime=round(now - control.master_started, 1),
-                                ready=control.ready)
+                                ready=control.ready,
+                                vacant_slots=sorted(control.vacant))
+        last = control.last_reload()
+        if last is not None:
+            report["last_reload"] = {key: last.get(key) for key in ("ok", "at", "version",
+                                                                      "errors")}
         for record in sorted(control.records(), key=lambda r: (r.slot, r.generation)):
             report["workers"].append({
                 "slot": record.slot, "generation": record.generation, "pid": record.pid,
@@ -368,6 +408,18 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"uptime {master.get('uptime', '?')}s")
     if "error" in report:
         print(report["error"])
+    last = report.get("last_reload")
+    if last is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["at"] or 0))
+        if last["ok"]:
+            print(f"last reload  {when}  ok: config v{last['version']}")
+        else:
+            errors = last["errors"] or ["?"]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            print(f"last reload  {when}  refused: {errors[0]}{more}")
+    if master.get("vacant_slots"):
+        print("vacant slots (covered by the other workers): "
+              + ", ".join(map(str, master["vacant_slots"])))
     for w in report["workers"]:
         print(f"worker  slot {w['slot']:<3} pid {w['pid']:<8} {w['state']:<9} "
               f"config v{w['config_version']:<4} uptime {w['uptime']}s  "

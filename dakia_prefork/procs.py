@@ -1,5 +1,7 @@
-"""Whether a process is alive: shared by the pid file (is a master running?) and the
-shared-memory sweep (did the master that made this segment die?)."""
+"""Processes: whether one is alive (shared by the pid file: is a master running?, and the
+shared-memory sweep: did the master that made this segment die?), and how a child learns
+that its parent died (workers, the health checker and the config loader must not outlive
+their master)."""
 from __future__ import annotations
 
 import os
@@ -19,3 +21,28 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (FileNotFoundError, IndexError):
         return True
+
+
+# -- parent death (Linux prctl) -----------------------------------------------------------
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies
+    (``PR_SET_PDEATHSIG``). False where that is not available (not Linux, no libc).
+
+    The request is lost if the parent died before it was made, so a child calls this first
+    and then compares ``os.getppid()`` with the parent it expects (see
+    :func:`orphaned`); it survives exec but not fork, so every child asks for itself."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def orphaned(parent: int) -> bool:
+    """True once ``parent`` is no longer our parent: it died and we were re-parented (to
+    pid 1 or a subreaper). The fallback where the death signal did not arrive."""
+    return os.getppid() != parent

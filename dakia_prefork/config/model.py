@@ -237,6 +237,18 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigLoadSettings:
+    """``config_load``: how long and how much memory loading a new config may take."""
+
+    timeout: float
+    max_memory_bytes: int
+
+    @classmethod
+    def from_config(cls, value: Mapping[str, Any]) -> ConfigLoadSettings:
+        return cls(float(value["timeout"]), int(value["max_memory_bytes"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting of one config version. Field names are the config's keys."""
 
@@ -257,6 +269,7 @@ class Settings:
     path_normalization: PathNormalization
     admin: AdminSettings | None
     gateways: tuple[GatewaySettings, ...]
+    config_load: ConfigLoadSettings
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -281,6 +294,7 @@ class Settings:
             path_normalization=PathNormalization.from_config(config["path_normalization"]),
             admin=None if admin is None else AdminSettings.from_config(admin),
             gateways=tuple(GatewaySettings.from_config(g, config) for g in config["gateways"]),
+            config_load=ConfigLoadSettings.from_config(config["config_load"]),
         )
 
     def gateway(self, name: str) -> GatewaySettings:

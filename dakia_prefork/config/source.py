@@ -4,6 +4,9 @@
 the safe loader (JSON is valid YAML, so both shapes work either way). Duplicate keys are
 errors in both: YAML and JSON parsers otherwise keep the last one silently, which hides
 exactly the kind of typo a config check exists to catch.
+
+Every read is bounded first (``bounds.py``: size, nesting depth, nodes after YAML alias
+expansion), so no file can stall or crash whoever loads it: a start, ``check``, or a HUP.
 """
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from . import bounds
+from .errors import ConfigError, excerpt
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -35,7 +39,7 @@ class _StrictLoader(yaml.SafeLoader):
             if duplicate:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
-                    f"found duplicate key {key!r}", key_node.start_mark)
+                    f"found duplicate key {excerpt(repr(key))}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -48,13 +52,19 @@ def load_source(path: str) -> dict[str, Any]:
     or its top level is not a mapping.
     """
     try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
+        with open(path, "rb") as stream:
+            raw = bounds.read_bounded(path, stream)
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    data = _parse_json(path, text) if path.lower().endswith(".json") else _parse_yaml(path, text)
+    if path.lower().endswith(".json"):
+        bounds.check_json(path, text)
+        data = _parse_json(path, text)
+    else:
+        bounds.check_yaml(path, text, _StrictLoader)
+        data = _parse_yaml(path, text)
     if data is None:
         raise ConfigError(f"{path}: the file is empty")
     if not isinstance(data, dict):
@@ -86,7 +96,7 @@ def _parse_json(path: str, text: str) -> Any:
         for key, value in pairs:
             if key in result:
                 # json gives no position here; the key's name is enough to find it.
-                raise ConfigError(f"{path}: duplicate key {key!r}")
+                raise ConfigError(f"{path}: duplicate key {excerpt(repr(key))}")
             result[key] = value
         return result
 

@@ -43,13 +43,21 @@ class ConfigStore:
         tmp = os.path.join(self.directory, f".v{version}.json.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.path(version))
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.path(version))
+        except OSError:
+            # Disk full half-way, say: leave no partial temp file behind.
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -57,6 +65,14 @@ class ConfigStore:
             os.close(dir_fd)
         self.prune(keep)
         return version
+
+    def discard(self, version: int) -> None:
+        """Remove a version that was written but never published (a reload refused after
+        writing it); a failure is ignored, the next write simply takes a higher number."""
+        try:
+            os.unlink(self.path(version))
+        except OSError:
+            pass
 
     def read(self, version: int) -> dict[str, Any]:
         with open(self.path(version), encoding="utf-8") as f:

@@ -2,6 +2,10 @@
 
 Like a worker (``worker/main.py``): reset the master's signal handlers, monkey-patch with
 gevent first thing, and only then import the code that uses sockets.
+
+It never outlives the master: SIGTERM when the master dies (``PR_SET_PDEATHSIG``), and a
+greenlet that checks once a second that its parent is still the master, for when that
+signal was missed.
 """
 from __future__ import annotations
 
@@ -20,10 +24,21 @@ def run_health_checker(config: dict[str, Any], version: int, segments: Any) -> N
     for sig in _MASTER_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
+    from ..procs import die_with_parent, orphaned
+    from ..shm.control import ControlBlock
+    master = ControlBlock(segments.control).master_pid     # not getppid(): it may be 1 now
+    die_with_parent(signal.SIGTERM)
     from gevent import monkey
     monkey.patch_all()
     code = 1
     try:
+        import gevent
+
+        def watch_master() -> None:
+            while not orphaned(master):
+                gevent.sleep(1.0)
+            os._exit(0)         # nothing to drain: checks are only reads
+        gevent.spawn(watch_master)
         from .checker import HealthChecker
         code = HealthChecker(config, version, segments).serve()
     except BaseException:  # noqa: BLE001 - never unwind into the master's loop

@@ -17,6 +17,16 @@ the workers it has:
   and drains. Nothing is stopped before its replacement serves, so a rolling change drops
   nothing.
 
+- a slot that has had no ready worker for COVER_GRACE (boot back-off) is marked vacant in
+  the control block, and the ready workers accept on its sockets too until it is filled
+  (worker/cover.py), so nothing waits in its queue for the back-off.
+
+Processes and time go through ``spawner`` and ``clock`` (master/spawner.py), so these
+decisions are unit-tested without forking (tests/unit/test_reconcile.py).
+
+A reload never blocks the loop: the file is loaded in a child (master/reloader.py) whose
+pipe the loop's ``select`` watches; the verdict is applied when it arrives.
+
 Sockets are never closed while the master runs, except those of listeners removed by a
 reload, and only once no live worker serves them. A socket slot beyond ``slots`` (after
 TTOU) stays open and is assigned to a remaining worker (``index % slots``), so shrinking
@@ -38,7 +48,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 from ..config import ConfigError, load
 from ..config.model import NotApplied, Settings, keeping_running, restart_only_changes
@@ -50,6 +60,8 @@ from ..shm.nodestats import NodeStats
 from ..shm.segment import sweep_stale
 from . import pidfile, sdnotify
 from .checks import runtime_errors
+from .reloader import Loaded, ReloadJob
+from .spawner import OsSpawner, Spawner
 from .listeners import (INHERIT_ENV, BindError, Listener, ListenerSpec, bind, inherit_value,
                         inherited_sockets, open_listeners, spec_key, specs_of)
 
@@ -60,6 +72,9 @@ MAX_WORKERS = MAX_SLOTS // 2
 _MAX_BACKOFF = 16.0
 _STOP_GRACE_AFTER_TERM = 5.0
 _BUSY_TICK = 0.05           # loop period while something is starting or draining
+# How long a slot may have no ready worker before the others also accept on its sockets
+# (long enough that an ordinary respawn or a rolling change does not trigger it).
+COVER_GRACE = 2.0
 _IDLE_TICK = 1.0
 
 _HANDLED = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
@@ -103,8 +118,12 @@ class _Reload:
 class Master:
     def __init__(self, config_path: str, config: dict[str, Any],
                  workers_override: int | None = None, ready_fd: int = -1,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, spawner: Spawner | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config_path = config_path
+        # Processes and time go through these two (tests/unit/test_reconcile.py fakes them).
+        self.spawner: Spawner = spawner if spawner is not None else OsSpawner()
+        self.clock = clock
         self.ready_fd = ready_fd          # `start --daemon` waits on it for "ok"
         # The published config (what workers load) and its typed settings, always a pair.
         self.config = config
@@ -126,6 +145,10 @@ class Master:
         self.checker_not_before = 0.0
         self.slot_failures = [0] * MAX_SLOTS
         self.slot_not_before = [0.0] * MAX_SLOTS
+        # Since when each slot has had no ready worker (None: it has one), and the slots
+        # the control block currently asks the ready workers to cover.
+        self.slot_vacant_since: list[float | None] = [None] * MAX_SLOTS
+        self.covered: frozenset[int] = frozenset()
         self.listeners = _Listeners()
         self.generation = 1
         self.segments: InstanceSegments | None = None
@@ -137,6 +160,8 @@ class Master:
         self._stopping: str | None = None            # None, "graceful" or "fast"
         self._stop_deadline = 0.0
         self._wake_r = self._wake_w = -1
+        self.reload_job: ReloadJob | None = None     # the config loader child, during HUP
+        self._reload_again = False                   # a HUP came while one was loading
 
     # -- start ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -194,9 +219,10 @@ class Master:
                 if self._stopping:
                     if not self.workers:
                         break
-                    if time.monotonic() > self._stop_deadline:
+                    if self.clock() > self._stop_deadline:
                         self._signal_workers(signal.SIGKILL)
                     continue
+                self._poll_reload()
                 self._check_health()
                 self._reconcile()
         finally:
@@ -209,11 +235,16 @@ class Master:
             w.draining_since is not None for w in self.workers.values())
 
     def _wait_for_event(self, timeout: float) -> None:
+        fds = [self._wake_r]
+        job = self.reload_job
+        if job is not None and job.running:
+            fds.append(job.fd)        # the loader's verdict wakes the loop as a signal does
+            timeout = max(0.0, min(timeout, job.deadline - time.monotonic()))
         try:
-            ready, _, _ = select.select([self._wake_r], [], [], timeout)
+            ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
             return
-        if ready:
+        if self._wake_r in ready:
             try:
                 while os.read(self._wake_r, 4096):
                     pass
@@ -268,7 +299,7 @@ class Master:
         if self._stopping or self.winched:
             self.control.set_ready(False)
             return
-        now = time.monotonic()
+        now = self.clock()
         self._supervise_checker(now)
         desired = [self.assignment(slot) for slot in range(self.slots)]
         serving = [w for w in self.workers.values() if w.draining_since is None]
@@ -281,6 +312,7 @@ class Master:
                     self._spawn(slot, desired[slot])
             elif not any(self.control.record(w.record).state == "ready" for w in mine):
                 all_ready = False
+        self._cover_vacant_slots(now, serving)
         self.control.set_ready(all_ready)
         if not all_ready:
             return
@@ -302,10 +334,36 @@ class Master:
                 self.ready_fd = -1
             log.info("ready: %d worker(s) serving config v%d", self.slots, self.version)
 
+    def _cover_vacant_slots(self, now: float, serving: list[WorkerProc]) -> None:
+        """Ask the ready workers to also accept on the sockets of a slot that has had no
+        ready worker (of any assignment) for COVER_GRACE, until it has one again: the
+        connections the kernel queued on that slot's socket are served meanwhile."""
+        ready_slots = {w.slot for w in serving
+                       if self.control.record(w.record).state == "ready"}
+        vacant = set()
+        for slot in range(self.slots):
+            if slot in ready_slots:
+                self.slot_vacant_since[slot] = None
+                continue
+            since = self.slot_vacant_since[slot]
+            if since is None:
+                self.slot_vacant_since[slot] = since = now
+            if now - since >= COVER_GRACE:
+                vacant.add(slot)
+        covered = frozenset(vacant) if ready_slots else frozenset()
+        if covered != self.covered:
+            self.covered = covered
+            self.control.set_vacant(covered)
+            if covered:
+                log.warning("slot(s) %s without a ready worker: the other workers also "
+                            "accept on their sockets", ", ".join(map(str, sorted(covered))))
+            else:
+                log.info("every slot has a ready worker again; covering stops")
+
     def _retire(self, worker: WorkerProc) -> None:
         if worker.draining_since is None:
-            worker.draining_since = time.monotonic()
-            _kill(worker.pid, signal.SIGQUIT)
+            worker.draining_since = self.clock()
+            self.spawner.kill(worker.pid, signal.SIGQUIT)
 
     def _close_retired_listeners(self) -> None:
         if not self.listeners.retired:
@@ -351,47 +409,68 @@ class Master:
         for key, gateway, index in assignment:
             listener = self.listeners.current[key]
             sockets.append((listener.socket_for(index), gateway, listener.spec.label))
+        # The sockets of the other slots too, idle unless the master asks this worker to
+        # cover a vacant slot (worker/cover.py).
+        spares = []
+        for other in range(self.slots):
+            if other == slot:
+                continue
+            for key, gateway, index in self.assignment(other):
+                listener = self.listeners.current[key]
+                if not listener.shared:
+                    spares.append((other, listener.socket_for(index), gateway,
+                                   listener.spec.label))
         self.control.boot(record, 0, slot, self.generation, self.version)
         self.node_stats.note_record(record)
-        pid = os.fork()
-        if pid == 0:
-            self._become_worker(slot, record, sockets)
+        pid = self.spawner.fork(lambda: self._become_worker(slot, record, sockets, spares))
         self.control.set_pid(record, pid)
         self.workers[pid] = WorkerProc(pid, slot, record, self.generation, assignment,
-                                       time.monotonic())
+                                       self.clock())
         log.info("worker %d started in slot %d", pid, slot)
 
-    def _become_worker(self, slot: int, record: int, sockets: list[tuple[Any, str, str]]) -> None:
+    def _become_worker(self, slot: int, record: int, sockets: list[tuple[Any, str, str]],
+                       spares: list[tuple[int, Any, str, str]]) -> NoReturn:
         # In the child. Import here: the master itself must never load gevent.
         from ..worker.context import ListenerInfo
         from ..worker.main import run_worker
+        self._drop_master_fds(keep={id(sock) for sock, _gw, _label in sockets}
+                              | {id(sock) for _slot, sock, _gw, _label in spares})
+        listeners = [(sock, ListenerInfo(gateway, "http", label))
+                     for sock, gateway, label in sockets]
+        spare = [(other, sock, ListenerInfo(gateway, "http", label))
+                 for other, sock, gateway, label in spares]
+        assert self.segments is not None
+        run_worker(slot, record, listeners, self.config, self.version, self.segments,
+                   spare=spare)
+
+    def _drop_master_fds(self, keep: set[int] | frozenset[int] = frozenset()) -> None:
+        """In a child: close what only the master may hold (its wakeup pipe, the daemon's
+        ready pipe, a loader's pipe, the listening sockets but those in ``keep``, by id)."""
         os.close(self._wake_r)
         os.close(self._wake_w)
         if self.ready_fd >= 0:
-            os.close(self.ready_fd)     # else `start --daemon` would wait on the workers too
-        mine = {id(sock) for sock, _gw, _label in sockets}
+            os.close(self.ready_fd)     # else `start --daemon` would wait on the children too
+        if self.reload_job is not None:
+            self.reload_job.close()
         for listener in [*self.listeners.current.values(), *self.listeners.retired]:
             for sock in listener.sockets:
-                if id(sock) not in mine:
+                if id(sock) not in keep:
                     sock.close()
-        listeners = [(sock, ListenerInfo(gateway, "http", label))
-                     for sock, gateway, label in sockets]
-        assert self.segments is not None
-        run_worker(slot, record, listeners, self.config, self.version, self.segments)
 
     def _reap(self) -> None:
         while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
+            reaped = self.spawner.reap()
+            if reaped is None:
                 return
-            if pid == 0:
-                return
+            pid, status = reaped
             if pid == self.upgrade_child:
                 self._upgrade_failed(status)
                 continue
             if pid == self.checker:
                 self._checker_exited(status)
+                continue
+            if self.reload_job is not None and pid == self.reload_job.pid:
+                self.reload_job.status = status
                 continue
             worker = self.workers.pop(pid, None)
             if worker is None:
@@ -402,7 +481,7 @@ class Master:
             self.node_stats.clear_record(worker.record)
             self.free_records.append(worker.record)
             how = _describe(status)
-            lived = time.monotonic() - worker.spawned
+            lived = self.clock() - worker.spawned
             if self._stopping or worker.draining_since is not None:
                 log.info("worker %d (slot %d) %s", pid, worker.slot, how)
                 continue
@@ -412,7 +491,7 @@ class Master:
                 # that kills every new worker does not become a fork storm.
                 self.slot_failures[slot] += 1
                 delay = min(_MAX_BACKOFF, 0.25 * 2 ** (self.slot_failures[slot] - 1))
-                self.slot_not_before[slot] = time.monotonic() + delay
+                self.slot_not_before[slot] = self.clock() + delay
                 log.error("worker %d (slot %d) %s %.1fs after start; respawning in %.2fs",
                           pid, slot, how, lived, delay)
             else:
@@ -425,23 +504,15 @@ class Master:
             return
         if not self.settings.has_health_checks:
             return
-        pid = os.fork()
-        if pid == 0:
-            self._become_checker()
+        pid = self.spawner.fork(self._become_checker)
         self.checker = pid
         self.checker_not_before = now + 1.0    # spawned at most once a second
         log.info("health checker %d started", pid)
 
-    def _become_checker(self) -> None:
+    def _become_checker(self) -> NoReturn:
         # In the child, as _become_worker: no gevent in the master, no sockets kept.
         from ..health.main import run_health_checker
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        if self.ready_fd >= 0:
-            os.close(self.ready_fd)
-        for listener in [*self.listeners.current.values(), *self.listeners.retired]:
-            for sock in listener.sockets:
-                sock.close()
+        self._drop_master_fds()
         assert self.segments is not None
         run_health_checker(self.config, self.version, self.segments)
 
@@ -454,7 +525,7 @@ class Master:
             return
         self.checker_failures += 1
         delay = min(_MAX_BACKOFF, 0.25 * 2 ** (self.checker_failures - 1))
-        self.checker_not_before = time.monotonic() + delay
+        self.checker_not_before = self.clock() + delay
         log.error("health checker %s; respawning in %.2fs", _describe(status), delay)
 
     def _stop_checker(self) -> None:
@@ -478,41 +549,73 @@ class Master:
         timeout = self.settings.worker_timeout
         drain_limit = self.settings.graceful_timeout + _STOP_GRACE_AFTER_TERM
         now = time.time()
-        mono = time.monotonic()
+        mono = self.clock()
         for worker in list(self.workers.values()):
             record = self.control.record(worker.record)
             if record.pid == worker.pid and now - record.heartbeat > timeout:
                 log.error("worker %d (slot %d) sent no heartbeat for %.0fs; killing it",
                           worker.pid, worker.slot, now - record.heartbeat)
-                _kill(worker.pid, signal.SIGKILL)
+                self.spawner.kill(worker.pid, signal.SIGKILL)
             elif (worker.draining_since is not None
                   and mono - worker.draining_since > drain_limit):
                 log.error("worker %d still draining after %.0fs; killing it", worker.pid,
                           mono - worker.draining_since)
-                _kill(worker.pid, signal.SIGKILL)
+                self.spawner.kill(worker.pid, signal.SIGKILL)
 
     def _signal_workers(self, sig: int) -> None:
         for pid in list(self.workers):
-            _kill(pid, sig)
+            self.spawner.kill(pid, sig)
 
     # -- reload --------------------------------------------------------------------------
     def reload(self) -> None:
-        """Re-read the source file; publish it if valid, else change nothing.
-
-        The verdict goes to ``state_dir/last_reload.json``, where ``dakia-master reload``
-        waits for it; also to the state_dir the file names when that differs (a
-        restart-only change the CLI, reading the file, looks for there).
-        """
+        """Start loading the source file in a loader child (master/reloader.py); the loop
+        applies the verdict when it comes (``_poll_reload``), supervising meanwhile."""
+        if self.reload_job is not None:
+            # The file may have changed again since the running load began: load it once
+            # more afterwards, so the last HUP always sees the last file.
+            self._reload_again = True
+            log.info("HUP: a reload is loading; the file is loaded again after it")
+            return
         sdnotify.notify("RELOADING=1")
+        log.info("HUP: loading %s", self.config_path)
         try:
-            outcome = self._reload()
-        finally:
-            sdnotify.notify(f"READY=1\nSTATUS=serving config v{self.version}")
+            self.reload_job = ReloadJob.start(self.config_path, self.settings.config_load,
+                                              time.monotonic(), self._drop_master_fds,
+                                              _load_and_check)
+        except OSError as exc:
+            log.error("reload refused, nothing changed: cannot start the config loader: %s",
+                      exc)
+            self._finish_reload(_Reload(errors=[f"cannot start the config loader: {exc}"]))
+
+    def _poll_reload(self) -> None:
+        job = self.reload_job
+        if job is None:
+            return
+        loaded = job.poll(time.monotonic())
+        if loaded is None:
+            return
+        self.reload_job = None
+        try:
+            outcome = self._reload(loaded)
+        except Exception as exc:  # noqa: BLE001 - a reload fails alone, the master serves on
+            log.exception("reload failed, the running version is kept")
+            outcome = _Reload(errors=[f"reload failed: {type(exc).__name__}: {exc}"])
+        self._finish_reload(outcome)
+        if self._reload_again and not self._stopping:
+            self._reload_again = False
+            self.reload()
+
+    def _finish_reload(self, outcome: _Reload) -> None:
+        """Report the verdict: in the control block (``dakia-master reload`` and the admin
+        API read it there whatever state_dir allows) and in ``state_dir/last_reload.json``;
+        also in the state_dir the file names when that differs (a restart-only change)."""
+        sdnotify.notify(f"READY=1\nSTATUS=serving config v{self.version}")
         result = {"master": self.pid, "at": time.time(), "ok": not outcome.errors,
                   "version": self.version, "errors": outcome.errors,
                   # Where this master runs, whatever the file says now (restart-only).
                   "pid_file": self.pid_file, "state_dir": self.state_dir,
                   "not_applied": [change.as_dict() for change in outcome.not_applied]}
+        self.control.publish_reload(result)
         directories = [self.state_dir]
         if outcome.file_state_dir not in (None, self.state_dir):
             directories.append(outcome.file_state_dir)
@@ -523,21 +626,17 @@ class Master:
             except OSError as exc:
                 log.error("reload: cannot write the result in %s: %s", directory, exc)
 
-    def _reload(self) -> _Reload:
-        try:
-            config, notices = load(self.config_path)
-            errors = runtime_errors(config)
-            if errors:
-                raise ConfigError(errors)
-        except ConfigError as exc:
-            log.error("reload refused, nothing changed:\n%s", exc)
-            return _Reload(errors=exc.errors)
-        for notice in notices:
+    def _reload(self, loaded: Loaded) -> _Reload:
+        if loaded.config is None:
+            log.error("reload refused, nothing changed:\n%s", "\n".join(loaded.errors))
+            return _Reload(errors=loaded.errors)
+        config = loaded.config
+        for notice in loaded.notices:
             log.info("notice: %s", notice)
-        loaded = Settings.from_config(config)
-        outcome = _Reload(file_state_dir=loaded.state_dir)
-        restart_only = restart_only_changes(self.settings, loaded)
-        settings = keeping_running(config, loaded, restart_only)
+        loaded_settings = Settings.from_config(config)
+        outcome = _Reload(file_state_dir=loaded_settings.state_dir)
+        restart_only = restart_only_changes(self.settings, loaded_settings)
+        settings = keeping_running(config, loaded_settings, restart_only)
         outcome.not_applied.extend(restart_only)
         try:
             # Opened and closed here so that a log the workers could not open refuses the
@@ -549,9 +648,21 @@ class Master:
             outcome.errors.append(str(exc))
             return outcome
         try:
+            # Written before anything is applied: a state_dir that cannot take the new
+            # version (disk full, read-only, permission denied) refuses the reload whole.
+            version = self.store.write(config, settings.keep_versions)
+        except OSError as exc:
+            message = (f"state_dir: cannot write the new version in {self.store.directory}: "
+                       f"{exc.strerror or exc}")
+            log.error("reload refused, the running version v%d is kept: %s", self.version,
+                      message)
+            outcome.errors.append(message)
+            return outcome
+        try:
             self._apply_listeners(specs_of(config))
         except BindError as exc:
             log.error("reload refused, nothing changed: %s", exc)
+            self.store.discard(version)
             outcome.errors.append(f"bind_addresses: cannot listen: {exc}")
             return outcome
         outcome.not_applied.extend(self._apply_workers(settings))
@@ -562,7 +673,7 @@ class Master:
                       settings.error_log, exc.strerror or exc)
         self.config = config
         self.settings = settings
-        self.version = self.store.write(config, settings.keep_versions)
+        self.version = version
         self.control.publish_version(self.version)
         self._signal_workers(signal.SIGHUP)
         for change in outcome.not_applied:
@@ -659,6 +770,9 @@ class Master:
         if self._stopping == "fast" or (self._stopping and graceful):
             return
         self._stopping = "graceful" if graceful else "fast"
+        if self.reload_job is not None:
+            self.reload_job.kill()       # its verdict would come too late to matter
+            self.reload_job = None
         if self.notified_ready and pidfile.read(self.pid_file) == self.pid:
             # Not after a binary upgrade handed the service over: under systemd's
             # NotifyAccess=all, STOPPING=1 from the old master would stop the new one too.
@@ -671,7 +785,7 @@ class Master:
             wait = _STOP_GRACE_AFTER_TERM
             log.info("fast stop")
             self._signal_workers(signal.SIGTERM)
-        self._stop_deadline = time.monotonic() + wait
+        self._stop_deadline = self.clock() + wait
 
     def cleanup(self) -> None:
         self._stop_checker()
@@ -686,6 +800,18 @@ class Master:
             self.segments = None
         pidfile.remove(self.pid_file, self.pid)
         pidfile.remove(self.pid_file + ".oldbin", self.pid)
+
+
+def _load_and_check(path: str) -> Loaded:
+    """What the loader child runs: ``check``'s load and the master's start-time checks."""
+    try:
+        config, notices = load(path)
+        errors = runtime_errors(config)
+    except ConfigError as exc:
+        return Loaded(errors=exc.errors)
+    if errors:
+        return Loaded(errors=errors)
+    return Loaded(config=config, notices=notices)
 
 
 def _check_log_file(path: str, key: str) -> None:

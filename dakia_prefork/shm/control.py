@@ -8,14 +8,26 @@ Every field has exactly one writer, so nothing here takes a lock:
   worker. Records are not slots: during a rolling restart two workers serve one slot, each
   with its own record; the record carries the slot it serves.
 
+After the records, two master-written areas:
+
+- the *vacant slots*: one bit per slot that has had no ready worker for a while (boot
+  back-off after crashes). Every ready worker also accepts on a vacant slot's sockets
+  until its bit clears, so the connections queued there are served (worker/cover.py);
+- the *last reload result*, a JSON document (ok, version, errors...) under a sequence
+  number, odd while it is being written (a seqlock): ``dakia-master reload`` reads it
+  here even when state_dir cannot take a file (disk full, read-only, permission denied),
+  and so can the admin API.
+
 Fields are 8-byte aligned, and an aligned 8-byte store is atomic on the platforms we run on,
 so a reader sees each field either old or new. A reader may see a record whose fields come
 from two different moments; ``status`` tolerates that, nothing else reads across records.
 """
 from __future__ import annotations
 
+import json
 import struct
 import time
+from typing import Any
 from dataclasses import dataclass
 
 from .segment import Segment
@@ -41,6 +53,12 @@ _OFF_READY = 32
 _REC_OFF_VERSION = 8
 _REC_OFF_HEARTBEAT = 24
 _REC_OFF_REQUESTS = 32
+_VACANT_OFF = _HEADER_SIZE + MAX_SLOTS * _RECORD_SIZE
+_VACANT_WORDS = MAX_SLOTS // 64
+_RELOAD_OFF = _VACANT_OFF + 64
+_RELOAD_HEAD = struct.Struct("=QI")          # sequence, length of the JSON that follows
+_RELOAD_SIZE = 8192
+_RELOAD_MAX_JSON = _RELOAD_SIZE - 16
 _Q = struct.Struct("=Q")
 _D = struct.Struct("=d")
 _I = struct.Struct("=I")
@@ -60,14 +78,14 @@ class WorkerRecord:
 
 
 class ControlBlock:
-    SIZE = _HEADER_SIZE + MAX_SLOTS * _RECORD_SIZE
+    SIZE = _RELOAD_OFF + _RELOAD_SIZE
 
     def __init__(self, segment: Segment) -> None:
         self._buf = segment.buf
 
     # -- master side ---------------------------------------------------------------------
     def initialise(self, master_pid: int) -> None:
-        _HEADER.pack_into(self._buf, 0, MAGIC, 2, master_pid, 0, time.time(), 0)
+        _HEADER.pack_into(self._buf, 0, MAGIC, 3, master_pid, 0, time.time(), 0)
 
     def set_ready(self, ready: bool) -> None:
         """Every slot has a ready worker of the current generation (``upgrade`` waits on it)."""
@@ -90,6 +108,34 @@ class ControlBlock:
 
     def set_pid(self, record: int, pid: int) -> None:
         _I.pack_into(self._buf, _HEADER_SIZE + record * _RECORD_SIZE, pid)
+
+    def set_vacant(self, slots: frozenset[int]) -> None:
+        """The slots the ready workers should cover (each word written whole)."""
+        for word in range(_VACANT_WORDS):
+            bits = 0
+            for slot in slots:
+                if slot // 64 == word:
+                    bits |= 1 << (slot % 64)
+            _Q.pack_into(self._buf, _VACANT_OFF + 8 * word, bits)
+
+    def publish_reload(self, result: dict[str, Any]) -> None:
+        """Record the last reload's result; errors are dropped from the end to fit."""
+        errors = [str(e)[:1000] for e in result.get("errors", [])]
+        kept = len(errors)
+        while True:
+            shown = errors[:kept]
+            if kept < len(errors):
+                shown.append(f"... and {len(errors) - kept} more")
+            data = json.dumps({**result, "errors": shown}).encode()
+            if len(data) <= _RELOAD_MAX_JSON or kept == 0:
+                break
+            kept //= 2
+        data = data[:_RELOAD_MAX_JSON]
+        seq = _Q.unpack_from(self._buf, _RELOAD_OFF)[0] & ~1
+        _Q.pack_into(self._buf, _RELOAD_OFF, seq + 1)          # odd: being written
+        self._buf[_RELOAD_OFF + 16:_RELOAD_OFF + 16 + len(data)] = data
+        _I.pack_into(self._buf, _RELOAD_OFF + 8, len(data))
+        _Q.pack_into(self._buf, _RELOAD_OFF, seq + 2)
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -125,6 +171,46 @@ class ControlBlock:
     @property
     def ready(self) -> bool:
         return _I.unpack_from(self._buf, _OFF_READY)[0] == 1
+
+    @property
+    def vacant(self) -> frozenset[int]:
+        slots = set()
+        for word in range(_VACANT_WORDS):
+            bits = _Q.unpack_from(self._buf, _VACANT_OFF + 8 * word)[0]
+            while bits:
+                low = bits & -bits
+                slots.add(word * 64 + low.bit_length() - 1)
+                bits ^= low
+        return frozenset(slots)
+
+    def vacant_word(self, slot: int) -> int:
+        """The word holding ``slot``'s bit: one read for a worker's cheap check."""
+        return _Q.unpack_from(self._buf, _VACANT_OFF + 8 * (slot // 64))[0]
+
+    @property
+    def reload_sequence(self) -> int:
+        """Grows by two with every reload result (0: none yet)."""
+        return _Q.unpack_from(self._buf, _RELOAD_OFF)[0]
+
+    def last_reload(self) -> dict[str, Any] | None:
+        """The last reload result, or None when there is none (or it is being written)."""
+        for _attempt in range(100):
+            seq, length = _RELOAD_HEAD.unpack_from(self._buf, _RELOAD_OFF)
+            if seq == 0:
+                return None
+            if seq % 2:
+                time.sleep(0.001)
+                continue
+            data = bytes(self._buf[_RELOAD_OFF + 16:_RELOAD_OFF + 16 + min(length,
+                                                                        _RELOAD_MAX_JSON)])
+            if _Q.unpack_from(self._buf, _RELOAD_OFF)[0] != seq:
+                continue
+            try:
+                value = json.loads(data)
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+        return None
 
     def record(self, record: int) -> WorkerRecord:
         pid, state, version, started, heartbeat, requests, slot, generation = \

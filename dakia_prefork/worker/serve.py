@@ -22,12 +22,14 @@ from ..http.fetch import Fetcher, connect_node
 from ..http.upstream import Resolver, UpstreamPool
 from ..interceptors.resources import Resources
 from ..logs import reopen_logs, setup_logging
+from ..procs import orphaned
 from ..shm.control import STATE_DRAINING, STATE_READY, ControlBlock
 from ..shm.buckets import BucketTable
 from ..shm.counters import CounterTable
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
 from .context import ListenerInfo, WorkerContext
+from .cover import Cover
 from .runtime import Runtime
 
 log = logging.getLogger("dakia.worker")
@@ -55,11 +57,15 @@ def peer_address(addr: Any) -> str:
 
 class Worker:
     def __init__(self, slot: int, record: int, listeners: list[tuple[Any, ListenerInfo]],
-                 config: dict[str, Any], version: int, segments: InstanceSegments) -> None:
+                 config: dict[str, Any], version: int, segments: InstanceSegments,
+                 spare: list[tuple[int, Any, ListenerInfo]] | None = None) -> None:
         self.slot = slot
         self.record = record
         self.pid = os.getpid()
         self.control = ControlBlock(segments.control)
+        # The master that forked us: once it is gone we drain and exit (worker/main.py
+        # asks for a death signal too; this is the check for when that was missed).
+        self.master_pid = self.control.master_pid
         self.counters = CounterTable(segments.counters, pause=_yield)
         self.node_stats = NodeStats(segments.nodes, record=record, pause=_yield)
         self.buckets = BucketTable(segments.buckets, pause=_yield)
@@ -73,6 +79,9 @@ class Worker:
         self.store = ConfigStore(settings.state_dir)
         self.listeners = [(socket.socket(s.family, s.type, fileno=s.detach()), info)
                           for s, info in listeners]
+        self.cover = Cover(self.control,
+                           [(other, socket.socket(s.family, s.type, fileno=s.detach()), info)
+                            for other, s, info in spare or []], self._accept_loop)
         runtime = self._build(version, settings, None)
         self.ctx = WorkerContext(
             runtime=runtime,
@@ -110,6 +119,7 @@ class Worker:
         gevent.spawn(self._heartbeat_loop)
         gevent.spawn(self._flush_loop)
         gevent.spawn(self._deadline_loop)
+        self.cover.start()
         self.control.set_state(self.record, STATE_READY)
         log.debug("worker %d ready in slot %d", self.pid, self.slot)
         self.stopped.wait()
@@ -141,6 +151,7 @@ class Worker:
         for lsock, _info in self.listeners:
             # Only our copy: the master keeps the socket open, queued connections survive.
             lsock.close()
+        self.cover.stop()
         deadline = time.monotonic() + ctx.runtime.settings.graceful_timeout
         # A keep-alive client that is still sending gets ``Connection: close`` on its next
         # response and leaves on its own. Only connections seen idle (no new request) for
@@ -267,6 +278,10 @@ class Worker:
     # -- periodic work -------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         while True:
+            if orphaned(self.master_pid) and not self.ctx.draining:
+                log.warning("worker %d: master %d is gone; draining", self.pid,
+                            self.master_pid)
+                self._on_quit()
             self.control.beat(self.record, self.ctx.requests)
             self._check_version()
             self.ctx.pool.sweep()        # upstream connections idle past timeouts.idle

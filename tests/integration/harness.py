@@ -232,6 +232,8 @@ class Gateway:
     config_path: str = ""
     log_path: str = ""
     extra_args: list[str] = field(default_factory=list)
+    # Run the master under another program (e.g. setpriv to drop a capability).
+    command_prefix: list[str] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -257,7 +259,8 @@ class Gateway:
         self.log_path = os.path.join(self.tmp, "master.log")
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dakia_prefork.cli", "start", "-c", self.config_path,
+            [*self.command_prefix, sys.executable, "-m", "dakia_prefork.cli", "start",
+             "-c", self.config_path,
              *self.extra_args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
             start_new_session=True)
         log.close()

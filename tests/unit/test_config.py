@@ -151,6 +151,7 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
         "headers_with_underscores": "drop",
         "path_normalization": {"merge_slashes": True, "escaped_slashes": "keep",
                                "forward_raw_path": False},
+        "config_load": {"timeout": 30, "max_memory_bytes": 2147483648},
         "admin": None,
     }
     assert gateway == {

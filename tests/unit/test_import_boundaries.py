@@ -127,7 +127,8 @@ def test_the_master_loads_checks_and_publishes_every_interceptor_without_http(
         configs: dict[str, str]) -> None:
     """`dakia-master check`, then a master's start and reload onto a config that uses every
     built-in interceptor (each chain is built and checked), in one process: the master's
-    own code (setup binds, creates shared memory, publishes v1; reload publishes v2)."""
+    own code (setup binds, creates shared memory, publishes v1; reload publishes v2, from
+    the verdict of its loader child)."""
     modules = fresh_modules(f"""
         import json, os
         from dakia_prefork import cli
@@ -140,6 +141,11 @@ def test_the_master_loads_checks_and_publishes_every_interceptor_without_http(
         try:
             os.replace({configs["every"]!r}, {configs["plain"]!r})
             master.reload()
+            # The reload loads in a child (master/reloader.py); the loop takes its verdict.
+            while master.reload_job is not None:
+                master._wait_for_event(0.05)
+                master._reap()
+                master._poll_reload()
             with open(os.path.join(config["state_dir"], "last_reload.json")) as f:
                 result = json.load(f)
             assert result["ok"] and result["version"] == 2, result
