@@ -98,10 +98,14 @@ def _answers(port: int) -> bool:
 
 
 def _refused(port: int) -> bool:
+    """True once nothing listens on ``port``. A reset (the listener closed with this
+    connection still in its queue) means it is closing, not closed: poll again."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False
     return False
 
 
