@@ -88,41 +88,38 @@ class AdminServer:
             try:
                 head = self._read_head(stream, parser)
             except ProtocolError as exc:
-                self._write(stream, _error(exc.status, str(exc)), keep_alive=False,
-                            head_only=False)
+                self._refuse(stream, exc.status, str(exc))
                 return
             except _Timeout:
-                # A client that started a head and stalled gets an answer; an idle one not.
+                # A head started and not finished in time: closed, as an idle one is.
                 return
             if head is None:
                 return
             if head.content_length is not None and head.content_length > limits.max_body_bytes:
-                self._write(stream, _error(413, f"the body is limited to "
-                                                f"{limits.max_body_bytes} bytes"),
-                            keep_alive=False, head_only=False)
+                self._refuse(stream, 413, f"the body is limited to {limits.max_body_bytes} bytes")
                 return
             if head.expect_continue:
                 send_all(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
             try:
                 body = self._read_body(stream, parser)
             except ProtocolError as exc:
-                self._write(stream, _error(exc.status, str(exc)), keep_alive=False,
-                            head_only=False)
+                self._refuse(stream, exc.status, str(exc))
                 return
             except _Timeout:
-                self._write(stream, _error(408, "the body did not arrive in time"),
-                            keep_alive=False, head_only=False)
+                self._refuse(stream, 408, "the body did not arrive in time")
                 return
             if body is None:
-                self._write(stream, _error(413, f"the body is limited to "
-                                                f"{limits.max_body_bytes} bytes"),
-                            keep_alive=False, head_only=False)
+                self._refuse(stream, 413, f"the body is limited to {limits.max_body_bytes} bytes")
                 return
             response = self._answer(head, body, client)
             self._write(stream, response, keep_alive=head.keep_alive,
                         head_only=head.method == b"HEAD")
             if not head.keep_alive:
                 return
+
+    def _refuse(self, stream: Stream, status: int, message: str) -> None:
+        """Answer an error the connection cannot go on after, and say it closes."""
+        self._write(stream, _error(status, message), keep_alive=False, head_only=False)
 
     def _answer(self, head: RequestHead, body: bytes, client: str) -> AdminResponse:
         headers: dict[bytes, bytes] = {}

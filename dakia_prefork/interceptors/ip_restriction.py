@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from ..routing.realip import plain_address
 from .base import Interceptor, Problems, register
 from .context import Context, Reply
 
@@ -45,13 +46,7 @@ def parse_networks(entries: list[str], where: str, problems: Problems) -> list[N
 
 def client_address(peer: str) -> Address | None:
     """The client's address as an IP, IPv4-mapped IPv6 unmapped; None if not an IP."""
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+    return plain_address(peer)
 
 
 def in_any(address: Address | None, networks: list[Network]) -> bool:

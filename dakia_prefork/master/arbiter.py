@@ -39,7 +39,6 @@ one. If the new master exits first, the old one restores its pid file and keeps 
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -531,7 +530,7 @@ class Master:
     def _stop_checker(self) -> None:
         if self.checker is None:
             return
-        _kill(self.checker, signal.SIGTERM)
+        self.spawner.kill(self.checker, signal.SIGTERM)
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             try:
@@ -541,7 +540,7 @@ class Master:
                 break
             time.sleep(0.02)
         else:
-            _kill(self.checker, signal.SIGKILL)
+            self.spawner.kill(self.checker, signal.SIGKILL)
         self.checker = None
 
     def _check_health(self) -> None:
@@ -829,16 +828,6 @@ def _resolve_workers(value: Any) -> int:
     if value == "auto":
         return os.cpu_count() or 1
     return int(value)
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-    except OSError as exc:
-        if exc.errno != errno.ESRCH:
-            raise
 
 
 def _describe(status: int) -> str:

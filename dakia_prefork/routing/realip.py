@@ -50,6 +50,12 @@ def parse_address(text: str) -> IPAddress | None:
         text = text[1:end]
     elif text.count(":") == 1:
         text = text.partition(":")[0]
+    return plain_address(text)
+
+
+def plain_address(text: str) -> IPAddress | None:
+    """``text`` (a bare IPv4 or IPv6 address) as an IP, IPv4-mapped IPv6 as IPv4; None
+    if it is not one. A client behind a dual-stack listener then matches IPv4 rules."""
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
