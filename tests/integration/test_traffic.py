@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from .harness import free_port, node, read_responses, wait_until
-from .traffic import delayed, get, hangs_up, node_state, policy, reload_config, stop_under_load
+from .traffic import (delayed, get, hangs_up, held, node_state, policy, reload_config,
+                      stop_under_load)
 
 ALGORITHMS = ["round_robin", "weighted", "least_connection", "least_response_time",
               "ip_hash", "url_hash", "random", "p2c"]
@@ -96,7 +97,10 @@ def test_least_response_time_moves_traffic_off_a_slow_node(upstreams, gateways):
 
 
 def test_least_connection_avoids_the_busy_node(upstreams, gateways):
-    slow = upstreams(delayed("slow", [1.0]))
+    # The slow node holds its answers until the test has sent its ten: the test does not
+    # depend on how fast this machine gets through them.
+    release = threading.Event()
+    slow = upstreams(held("slow", release))
     fast = upstreams(delayed("fast", [0.0]))
     gw = gateways([{"name": "app", "traffic_distribution_policy": policy("least_connection"),
                     "upstream_nodes": [node(slow.port), node(fast.port)]}], workers=2)
@@ -112,7 +116,10 @@ def test_least_connection_avoids_the_busy_node(upstreams, gateways):
         occupy()
         wait_until(lambda: len(slow.received) + len(fast.received) >= len(threads), 5,
                    "the request upstream")
-    during = [get(gw.url + "/").text for _ in range(10)]
+    try:
+        during = [get(gw.url + "/").text for _ in range(10)]
+    finally:
+        release.set()
     assert during == ["fast"] * 10
     for thread in threads:
         thread.join()

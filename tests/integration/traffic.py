@@ -1,6 +1,7 @@
 """Helpers for the traffic-control tests: handlers, shared node state, reloads, load."""
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -20,6 +21,14 @@ def delayed(name: str, delay: list[float]) -> Any:
     def handle(request, sock):
         if delay[0]:
             time.sleep(delay[0])
+        body = name.encode()
+        return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    return handle
+
+def held(name: str, release: "threading.Event", timeout: float = 30.0) -> Any:
+    """A handler answering ``name`` once ``release`` is set (or after ``timeout``)."""
+    def handle(request, sock):
+        release.wait(timeout)
         body = name.encode()
         return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
     return handle
