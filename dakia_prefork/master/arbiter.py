@@ -485,6 +485,7 @@ class Master:
                 log.info("worker %d (slot %d) %s", pid, worker.slot, how)
                 continue
             slot = worker.slot
+            self.control.count_worker_restart()
             if not served:
                 # Died before it ever served: a crash at boot. Back off so that a cause
                 # that kills every new worker does not become a fork storm.
@@ -615,6 +616,7 @@ class Master:
                   "pid_file": self.pid_file, "state_dir": self.state_dir,
                   "not_applied": [change.as_dict() for change in outcome.not_applied]}
         self.control.publish_reload(result)
+        self.control.count_reload(not outcome.errors)
         directories = [self.state_dir]
         if outcome.file_state_dir not in (None, self.state_dir):
             directories.append(outcome.file_state_dir)

@@ -2,9 +2,11 @@
 
 Every field has exactly one writer, so nothing here takes a lock:
 
-- the header (config version, master pid, readiness) is written by the master only;
+- the header (config version, master pid, readiness, and the master's counters: reloads
+  that succeeded and failed, workers that died unasked) is written by the master only;
 - record ``i`` is written by the worker the master gave record ``i`` (boot, heartbeat,
-  requests served, config version it serves) and cleared by the master when it reaps that
+  requests served, open client connections, config version it serves) and cleared by
+  the master when it reaps that
   worker. Records are not slots: during a rolling restart two workers serve one slot, each
   with its own record; the record carries the slot it serves.
 
@@ -37,8 +39,8 @@ MAX_SLOTS = 256
 
 _HEADER = struct.Struct("=IIQQdI")         # magic, layout, master pid, config version, started,
 _HEADER_SIZE = 64                          # ready
-_RECORD = struct.Struct("=IIQddQII")       # pid, state, config version, started, heartbeat,
-                                           # requests, slot, generation
+_RECORD = struct.Struct("=IIQddQIIQ")      # pid, state, config version, started, heartbeat,
+                                           # requests, slot, generation, connections
 _RECORD_SIZE = 64
 
 STATE_FREE = 0
@@ -50,9 +52,13 @@ STATE_NAMES = {STATE_FREE: "free", STATE_BOOTING: "booting", STATE_READY: "ready
 
 _OFF_VERSION = 16
 _OFF_READY = 32
+_OFF_RELOADS_OK = 40
+_OFF_RELOADS_FAILED = 48
+_OFF_WORKER_RESTARTS = 56
 _REC_OFF_VERSION = 8
 _REC_OFF_HEARTBEAT = 24
 _REC_OFF_REQUESTS = 32
+_REC_OFF_CONNECTIONS = 48
 _VACANT_OFF = _HEADER_SIZE + MAX_SLOTS * _RECORD_SIZE
 _VACANT_WORDS = MAX_SLOTS // 64
 _RELOAD_OFF = _VACANT_OFF + 64
@@ -75,6 +81,7 @@ class WorkerRecord:
     started: float
     heartbeat: float
     requests: int
+    connections: int = 0
 
 
 class ControlBlock:
@@ -85,7 +92,18 @@ class ControlBlock:
 
     # -- master side ---------------------------------------------------------------------
     def initialise(self, master_pid: int) -> None:
-        _HEADER.pack_into(self._buf, 0, MAGIC, 3, master_pid, 0, time.time(), 0)
+        _HEADER.pack_into(self._buf, 0, MAGIC, 4, master_pid, 0, time.time(), 0)
+        for offset in (_OFF_RELOADS_OK, _OFF_RELOADS_FAILED, _OFF_WORKER_RESTARTS):
+            _Q.pack_into(self._buf, offset, 0)
+
+    def count_reload(self, ok: bool) -> None:
+        offset = _OFF_RELOADS_OK if ok else _OFF_RELOADS_FAILED
+        _Q.pack_into(self._buf, offset, _Q.unpack_from(self._buf, offset)[0] + 1)
+
+    def count_worker_restart(self) -> None:
+        """A worker died without being asked to (crash, kill, missed heartbeats)."""
+        value = _Q.unpack_from(self._buf, _OFF_WORKER_RESTARTS)[0]
+        _Q.pack_into(self._buf, _OFF_WORKER_RESTARTS, value + 1)
 
     def set_ready(self, ready: bool) -> None:
         """Every slot has a ready worker of the current generation (``upgrade`` waits on it)."""
@@ -104,7 +122,7 @@ class ControlBlock:
         the worker's own later writes (state, heartbeat) can never be overwritten."""
         now = time.time()
         _RECORD.pack_into(self._buf, _HEADER_SIZE + record * _RECORD_SIZE, pid, STATE_BOOTING,
-                          config_version, now, now, 0, slot, generation)
+                          config_version, now, now, 0, slot, generation, 0)
 
     def set_pid(self, record: int, pid: int) -> None:
         _I.pack_into(self._buf, _HEADER_SIZE + record * _RECORD_SIZE, pid)
@@ -151,7 +169,23 @@ class ControlBlock:
         _D.pack_into(self._buf, base + _REC_OFF_HEARTBEAT, time.time())
         _Q.pack_into(self._buf, base + _REC_OFF_REQUESTS, requests)
 
+    def set_connections(self, record: int, connections: int) -> None:
+        """The client connections this worker holds open now (a gauge; the master's reap
+        clears it with the record)."""
+        _Q.pack_into(self._buf, _HEADER_SIZE + record * _RECORD_SIZE + _REC_OFF_CONNECTIONS,
+                     connections)
+
     # -- readers -------------------------------------------------------------------------
+    @property
+    def reloads(self) -> tuple[int, int]:
+        """(succeeded, failed) reloads since the master started."""
+        return (_Q.unpack_from(self._buf, _OFF_RELOADS_OK)[0],
+                _Q.unpack_from(self._buf, _OFF_RELOADS_FAILED)[0])
+
+    @property
+    def worker_restarts(self) -> int:
+        return _Q.unpack_from(self._buf, _OFF_WORKER_RESTARTS)[0]
+
     @property
     def valid(self) -> bool:
         return _HEADER.unpack_from(self._buf, 0)[0] == MAGIC
@@ -213,10 +247,10 @@ class ControlBlock:
         return None
 
     def record(self, record: int) -> WorkerRecord:
-        pid, state, version, started, heartbeat, requests, slot, generation = \
+        pid, state, version, started, heartbeat, requests, slot, generation, connections = \
             _RECORD.unpack_from(self._buf, _HEADER_SIZE + record * _RECORD_SIZE)
         return WorkerRecord(record, slot, generation, pid, STATE_NAMES.get(state, "?"), version,
-                            started, heartbeat, requests)
+                            started, heartbeat, requests, connections)
 
     def records(self) -> list[WorkerRecord]:
         return [r for r in (self.record(i) for i in range(MAX_SLOTS)) if r.pid]

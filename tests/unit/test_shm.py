@@ -91,6 +91,31 @@ def test_control_block_records(tmp_path):
         seg.close()
 
 
+def test_control_block_gauges_and_master_counters(tmp_path):
+    seg = Segment(segment_name(str(tmp_path), os.getpid(), "control"), ControlBlock.SIZE,
+                  create=True)
+    try:
+        control = ControlBlock(seg)
+        control.initialise(os.getpid())
+        control.boot(0, 99, 0, 1, 1)
+        control.set_connections(0, 12)
+        control.beat(0, 40)
+        [record] = control.records()
+        assert (record.connections, record.requests) == (12, 40)
+        control.boot(0, 100, 0, 2, 1)           # a replacement starts with no connections
+        assert control.record(0).connections == 0
+        control.count_reload(True)
+        control.count_reload(True)
+        control.count_reload(False)
+        control.count_worker_restart()
+        assert control.reloads == (2, 1) and control.worker_restarts == 1
+        control.initialise(os.getpid())
+        assert control.reloads == (0, 0) and control.worker_restarts == 0
+    finally:
+        seg.unlink()
+        seg.close()
+
+
 def test_sweep_removes_only_dead_masters_segments(tmp_path):
     state = str(tmp_path)
     pid = os.fork()
