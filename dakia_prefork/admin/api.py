@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -81,6 +82,8 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     not_applied: list[str] = field(default_factory=list)
     """Restart-only settings the change gave that the running master kept."""
+    persist_error: str | None = None
+    """Published, but ``?persist=true`` could not write the source file: why."""
 
 
 class DocumentError(Exception):
@@ -131,6 +134,13 @@ class AdminApi:
         self._backend = backend
         self._token = token
         self._parse = parse
+        # PATCHes of this process apply one at a time (a gevent lock once patched), so one
+        # never has to retry against another; the retry is for changes made elsewhere.
+        self._patching = threading.Lock()
+
+    def set_token(self, token: AdminToken | None) -> None:
+        """Take a new token (the token file changed, or its setting did, on a reload)."""
+        self._token = token
 
     def handle(self, request: AdminRequest) -> AdminResponse:
         path, _, query_text = request.target.partition("?")
@@ -254,6 +264,11 @@ class AdminApi:
         if not isinstance(patch, dict):
             return AdminResponse(422, _json({"errors": [
                 "(top level): a merge patch of a config must be an object"]}))
+        with self._patching:
+            return self._patch_in_turn(request, query, patch, wanted)
+
+    def _patch_in_turn(self, request: AdminRequest, query: dict[str, str],
+                       patch: dict[str, Any], wanted: int | None) -> AdminResponse:
         for _ in range(_PATCH_RETRIES):
             current = self._backend.current()
             if wanted is not None and current.number != wanted:
@@ -300,9 +315,11 @@ class AdminApi:
             return AdminResponse(422, _json({"errors": outcome.errors}))
         assert outcome.version is not None
         log.warning("%s: v%d -> v%d", what, before, outcome.version)
-        return AdminResponse(200, _json({"version": outcome.version, "previous": before,
-                                         "not_applied": outcome.not_applied}),
-                             headers=[("ETag", _etag(outcome.version))])
+        body: dict[str, Any] = {"version": outcome.version, "previous": before,
+                                "not_applied": outcome.not_applied}
+        if outcome.persist_error is not None:
+            body["persist_error"] = outcome.persist_error
+        return AdminResponse(200, _json(body), headers=[("ETag", _etag(outcome.version))])
 
     def _conflict(self, current: int) -> AdminResponse:
         return AdminResponse(409, _json({"error": "the config changed since; fetch it again",

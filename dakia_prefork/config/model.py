@@ -226,10 +226,17 @@ class GatewaySettings:
 
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
-    """``admin``: the REST controller's listener (accepted; nothing listens yet)."""
+    """``admin``: the admin API's listener and where its token comes from."""
 
     listen: str
     token_file: str | None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of ``listen``, which normalisation made ``host:port`` or
+        ``[v6]:port``."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @classmethod
     def from_config(cls, admin: Mapping[str, Any]) -> AdminSettings:

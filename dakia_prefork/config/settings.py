@@ -45,8 +45,6 @@ def normalise_settings(config: dict[str, Any], base_dir: str, findings: Findings
 
     if config["admin"] is not None:
         _normalise_admin(config["admin"], base_dir, findings)
-        findings.notice("admin", "the REST controller is not part of this version yet; "
-                        "accepted, and nothing listens on admin.listen")
 
 
 def _normalise_admin(admin: dict[str, Any], base_dir: str, findings: Findings) -> None:

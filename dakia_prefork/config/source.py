@@ -54,22 +54,46 @@ def load_source(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as stream:
             raw = bounds.read_bounded(path, stream)
-        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    return parse_document(raw, path, as_json=is_json_path(path), what="file")
+
+
+def is_json_path(path: str) -> bool:
+    """Whether a config file at ``path`` is read (and written back) as JSON."""
+    return path.lower().endswith(".json")
+
+
+def parse_document(raw: bytes, name: str, *, as_json: bool,
+                   what: str = "document") -> dict[str, Any]:
+    """Parse a config document's bytes (a file's, a request body's) under the same bounds
+    and rules as a file; errors are prefixed with ``name``. Raises :class:`ConfigError`."""
+    if len(raw) > bounds.MAX_DOCUMENT_BYTES:
+        raise ConfigError(f"{name}: the {what} is larger than the "
+                          f"{bounds.MAX_DOCUMENT_BYTES} bytes a config may have")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if path.lower().endswith(".json"):
-        bounds.check_json(path, text)
-        data = _parse_json(path, text)
+        raise ConfigError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if as_json:
+        bounds.check_json(name, text)
+        data = _parse_json(name, text)
     else:
-        bounds.check_yaml(path, text, _StrictLoader)
-        data = _parse_yaml(path, text)
+        bounds.check_yaml(name, text, _StrictLoader)
+        data = _parse_yaml(name, text)
     if data is None:
-        raise ConfigError(f"{path}: the file is empty")
+        raise ConfigError(f"{name}: the {what} is empty")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{name}: the top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def render_document(document: dict[str, Any], *, as_json: bool) -> str:
+    """A document as the text of a config file: JSON (indented) or block-style YAML."""
+    if as_json:
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True,
+                          default_flow_style=False)
 
 
 def _parse_yaml(path: str, text: str) -> Any:

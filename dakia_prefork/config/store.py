@@ -4,6 +4,13 @@ Each accepted config is written atomically (temp file in the same directory, fsy
 fsync of the directory) so a reader never sees half a file, and a crash never leaves one.
 Workers read a version by number when the master publishes it in shared memory. The newest
 ``keep`` versions are kept for rollback; older ones are pruned.
+
+Beside each version, ``v<N>.source.json`` keeps the document it was made from, as its
+source gave it: the file's mapping or the admin API's body, before ``${NAME}`` references
+were substituted and defaults filled. That is what the admin API returns and edits, and
+what ``?persist=true`` writes back, so secrets from the environment never reach the API or
+the file. It is written before the version itself: a version file always has its source
+(a version written by an older release may not; readers fall back to the normalised one).
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from typing import Any
 from . import dump_normalised
 
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
+_SOURCE_SUFFIX = ".source.json"
 
 
 class ConfigStore:
@@ -23,6 +31,9 @@ class ConfigStore:
 
     def path(self, version: int) -> str:
         return os.path.join(self.directory, f"v{version}.json")
+
+    def source_path(self, version: int) -> str:
+        return os.path.join(self.directory, f"v{version}{_SOURCE_SUFFIX}")
 
     def versions(self) -> list[int]:
         try:
@@ -35,12 +46,28 @@ class ConfigStore:
         versions = self.versions()
         return versions[-1] if versions else 0
 
-    def write(self, config: dict[str, Any], keep: int) -> int:
-        """Store ``config`` as the next version and return its number."""
+    def write(self, config: dict[str, Any], keep: int,
+              source: dict[str, Any] | None = None) -> int:
+        """Store ``config`` (and the ``source`` document it came from) as the next version
+        and return its number."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         version = self.latest() + 1
-        data = dump_normalised(config).encode()
-        tmp = os.path.join(self.directory, f".v{version}.json.{os.getpid()}.tmp")
+        if source is not None:
+            try:
+                self._write_file(self.source_path(version), dump_normalised(source).encode())
+            except OSError:
+                self._unlink(self.source_path(version))
+                raise
+        try:
+            self._write_file(self.path(version), dump_normalised(config).encode())
+        except OSError:
+            self._unlink(self.source_path(version))
+            raise
+        self.prune(keep)
+        return version
+
+    def _write_file(self, path: str, data: bytes) -> None:
+        tmp = os.path.join(self.directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             try:
@@ -50,37 +77,44 @@ class ConfigStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, self.path(version))
+            os.rename(tmp, path)
         except OSError:
             # Disk full half-way, say: leave no partial temp file behind.
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            self._unlink(tmp)
             raise
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self.prune(keep)
-        return version
+
+    @staticmethod
+    def _unlink(path: str) -> None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
     def discard(self, version: int) -> None:
         """Remove a version that was written but never published (a reload refused after
         writing it); a failure is ignored, the next write simply takes a higher number."""
-        try:
-            os.unlink(self.path(version))
-        except OSError:
-            pass
+        self._unlink(self.path(version))
+        self._unlink(self.source_path(version))
 
     def read(self, version: int) -> dict[str, Any]:
         with open(self.path(version), encoding="utf-8") as f:
             return json.load(f)
 
+    def read_source(self, version: int) -> dict[str, Any]:
+        """The document ``version`` was made from; its normalised form when no source was
+        kept (itself a valid config). Raises OSError when the version is gone."""
+        try:
+            with open(self.source_path(version), encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return self.read(version)
+
     def prune(self, keep: int) -> None:
         for version in self.versions()[:-keep] if keep > 0 else []:
-            try:
-                os.unlink(self.path(version))
-            except FileNotFoundError:
-                pass
+            self._unlink(self.path(version))
+            self._unlink(self.source_path(version))

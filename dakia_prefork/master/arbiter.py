@@ -27,6 +27,12 @@ decisions are unit-tested without forking (tests/unit/test_reconcile.py).
 A reload never blocks the loop: the file is loaded in a child (master/reloader.py) whose
 pipe the loop's ``select`` watches; the verdict is applied when it arrives.
 
+The admin API runs in a child of its own (admin/), which sends each change over a control
+channel (master/admin_link.py) the same ``select`` watches. A change is loaded by the same
+loader child as a HUP, one job at a time (HUPs and changes in arrival order), and its
+``If-Match`` version is compared with the running one when the verdict is applied, here,
+so concurrent changes never interleave.
+
 Sockets are never closed while the master runs, except those of listeners removed by a
 reload, and only once no live worker serves them. A socket slot beyond ``slots`` (after
 TTOU) stays open and is assigned to a remaining worker (``index % slots``), so shrinking
@@ -44,12 +50,17 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, NoReturn
 
-from ..config import ConfigError, load
+from ..admin.channel import bounded_errors
+from ..config import ConfigError, load_source, validate
+from ..config.bounds import read_bounded
+from ..config.source import is_json_path, parse_document, render_document
 from ..config.model import NotApplied, Settings, keeping_running, restart_only_changes
 from ..config.store import ConfigStore
 from ..logs import reopen_logs, setup_logging
@@ -58,6 +69,7 @@ from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
 from ..shm.segment import sweep_stale
 from . import pidfile, sdnotify
+from .admin_link import AdminLink, remove_quietly
 from .checks import runtime_errors
 from .reloader import Loaded, ReloadJob
 from .spawner import OsSpawner, Spawner
@@ -112,6 +124,7 @@ class _Reload:
     errors: list[str] = field(default_factory=list)
     not_applied: list[NotApplied] = field(default_factory=list)
     file_state_dir: str | None = None        # the state_dir the file names
+    persist_error: str | None = None         # published, but not written to the file
 
 
 class Master:
@@ -161,6 +174,10 @@ class Master:
         self._wake_r = self._wake_w = -1
         self.reload_job: ReloadJob | None = None     # the config loader child, during HUP
         self._reload_again = False                   # a HUP came while one was loading
+        self.admin: AdminLink | None = None          # the admin process and its listener
+        self.admin_calls: deque[dict[str, Any]] = deque()   # its requests, in order
+        self.job_call: dict[str, Any] | None = None  # the one the loader works on (None: HUP)
+        self.admin_next: tuple[AdminLink | None] | None = None   # a reload moved the admin
 
     # -- start ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -177,6 +194,10 @@ class Master:
             log.info("adopting %d inherited listening socket(s)",
                      sum(len(v) for v in inherited.values()))
         try:
+            admin_spec = _admin_spec(self.settings)
+            if admin_spec is not None:
+                self.admin = AdminLink(open_listeners([admin_spec], 1, {
+                    spec_key(admin_spec): inherited.pop(spec_key(admin_spec), [])})[0])
             for listener in open_listeners(specs_of(self.config), self.slots, inherited):
                 self.listeners.current[spec_key(listener.spec)] = listener
         except BindError as exc:
@@ -185,7 +206,8 @@ class Master:
         self.control = ControlBlock(self.segments.control)
         self.node_stats = NodeStats(self.segments.nodes)
         self.control.initialise(self.pid)
-        self.version = self.store.write(self.config, self.settings.keep_versions)
+        self.version = self.store.write(self.config, self.settings.keep_versions,
+                                        source=_source_of(self.config_path))
         self.control.publish_version(self.version)
         try:
             pidfile.write(self.pid_file, self.pid)
@@ -222,6 +244,7 @@ class Master:
                         self._signal_workers(signal.SIGKILL)
                     continue
                 self._poll_reload()
+                self._serve_admin()
                 self._check_health()
                 self._reconcile()
         finally:
@@ -235,14 +258,21 @@ class Master:
 
     def _wait_for_event(self, timeout: float) -> None:
         fds = [self._wake_r]
+        writable: list[int] = []
         job = self.reload_job
         if job is not None and job.running:
             fds.append(job.fd)        # the loader's verdict wakes the loop as a signal does
             timeout = max(0.0, min(timeout, job.deadline - time.monotonic()))
+        if self.admin is not None and self.admin.fd is not None:
+            fds.append(self.admin.fd)            # so does a request of the admin process
+            if self.admin.wants_write:
+                writable.append(self.admin.fd)
         try:
-            ready, _, _ = select.select(fds, [], [], timeout)
+            ready, can_write, _ = select.select(fds, writable, [], timeout)
         except InterruptedError:
             return
+        if can_write and self.admin is not None:
+            self.admin.flush()
         if self._wake_r in ready:
             try:
                 while os.read(self._wake_r, 4096):
@@ -300,6 +330,7 @@ class Master:
             return
         now = self.clock()
         self._supervise_checker(now)
+        self._supervise_admin(now)
         desired = [self.assignment(slot) for slot in range(self.slots)]
         serving = [w for w in self.workers.values() if w.draining_since is None]
         all_ready = True
@@ -451,6 +482,8 @@ class Master:
             os.close(self.ready_fd)     # else `start --daemon` would wait on the children too
         if self.reload_job is not None:
             self.reload_job.close()
+        if self.admin is not None and id(self.admin.listening) not in keep:
+            self.admin.drop_in_child()
         for listener in [*self.listeners.current.values(), *self.listeners.retired]:
             for sock in listener.sockets:
                 if id(sock) not in keep:
@@ -467,6 +500,9 @@ class Master:
                 continue
             if pid == self.checker:
                 self._checker_exited(status)
+                continue
+            if self.admin is not None and pid == self.admin.pid:
+                self._admin_exited(status)
                 continue
             if self.reload_job is not None and pid == self.reload_job.pid:
                 self.reload_job.status = status
@@ -529,20 +565,139 @@ class Master:
         log.error("health checker %s; respawning in %.2fs", _describe(status), delay)
 
     def _stop_checker(self) -> None:
-        if self.checker is None:
-            return
-        self.spawner.kill(self.checker, signal.SIGTERM)
-        deadline = time.monotonic() + 2.0
+        if self.checker is not None:
+            self._stop_child(self.checker, 2.0)
+            self.checker = None
+
+    def _stop_child(self, pid: int, grace: float) -> None:
+        """SIGTERM a helper child, wait up to ``grace`` for it, then SIGKILL it."""
+        self.spawner.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             try:
-                if os.waitpid(self.checker, os.WNOHANG)[0]:
-                    break
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    return
             except ChildProcessError:
-                break
+                return
             time.sleep(0.02)
+        self.spawner.kill(pid, signal.SIGKILL)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+    # -- the admin process (admin/): one child when the config has an admin section ------
+    def _supervise_admin(self, now: float) -> None:
+        admin = self.admin
+        if admin is None or admin.pid is not None or now < admin.not_before:
+            return
+        pid = admin.start(self.spawner, now, self._become_admin)
+        log.info("admin process %d started on %s", pid, admin.listener.spec.label)
+
+    def _become_admin(self, channel: socket.socket) -> NoReturn:
+        from ..admin.main import run_admin
+        assert self.admin is not None and self.segments is not None
+        self._drop_master_fds(keep={id(self.admin.listening)})
+        run_admin(self.admin.listening, channel, self.config, self.segments)
+
+    def _admin_exited(self, status: int) -> None:
+        assert self.admin is not None
+        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        delay = self.admin.exited(self.clock(), clean)
+        if self._stopping:
+            return
+        if clean:
+            log.info("admin process exited")
         else:
-            self.spawner.kill(self.checker, signal.SIGKILL)
-        self.checker = None
+            log.error("admin process %s; respawning in %.2fs", _describe(status), delay)
+
+    def _admin_for(self, settings: Settings) -> AdminLink | None:
+        """The admin link ``settings`` ask for: the running one when its address is
+        unchanged, else a new one on a newly bound listener. Raises BindError."""
+        spec = _admin_spec(settings)
+        if spec is None:
+            return None
+        if self.admin is not None and spec_key(self.admin.listener.spec) == spec_key(spec):
+            return self.admin
+        return AdminLink(bind(spec, 1))
+
+    def _swap_admin(self, new: AdminLink | None) -> None:
+        old, self.admin = self.admin, new
+        if old is not None:
+            old.flush()
+            if old.pid is not None:
+                self.spawner.kill(old.pid, signal.SIGTERM)   # it finishes what it answers
+            old.close_channel()
+            old.listener.close()
+            log.info("admin listener %s closed", old.listener.spec.label)
+
+    def _serve_admin(self) -> None:
+        """Queue what the admin process asks, and start the next job if the loader is free."""
+        if self.admin_next is not None:
+            (new,), self.admin_next = self.admin_next, None
+            self._swap_admin(new)
+        if self.admin is not None:
+            for call in self.admin.read():
+                if self._stopping:
+                    self._answer(call, {"errors": ["the master is stopping"]})
+                else:
+                    self.admin_calls.append(call)
+        if self.reload_job is None and not self._stopping:
+            while self.admin_calls and self.reload_job is None:
+                self._start_call(self.admin_calls.popleft())
+
+    def _start_call(self, call: dict[str, Any]) -> None:
+        op = call.get("op")
+        if op == "reload":
+            self._start_job(call, self.config_path, _load_and_check)
+            return
+        path = call.get("path")
+        if op not in ("check", "publish") or not isinstance(path, str):
+            self._answer(call, {"errors": [f"the master does not know {str(op)[:40]!r}"]})
+            return
+        persist = op == "publish" and call.get("persist") is True
+        self._start_job(call, path, _candidate_loader(self.config_path, persist))
+
+    def _answer(self, call: dict[str, Any], reply: dict[str, Any]) -> None:
+        link = self.admin
+        if link is not None:
+            link.reply({"id": call.get("id"), **reply})
+
+    def _answer_call(self, call: dict[str, Any], loaded: Loaded) -> None:
+        """Apply (or not) the verdict on an admin process's request, and answer it."""
+        if call.get("op") == "check":
+            self._answer(call, {"errors": bounded_errors(loaded.errors),
+                                "notices": bounded_errors(loaded.notices)})
+            return
+        base = call.get("base")
+        origin = f"admin {str(call.get('origin', '-'))[:100]}"
+        if loaded.config is not None and isinstance(base, int) and base != self.version:
+            if loaded.persisted:
+                remove_quietly(loaded.persisted)
+            self._answer(call, {"conflict": self.version})
+            return
+        outcome = self._apply_loaded(loaded)
+        if loaded.persisted:
+            if outcome.errors:
+                remove_quietly(loaded.persisted)
+            else:
+                try:
+                    os.replace(loaded.persisted, self.config_path)
+                    log.info("%s: v%d written to %s", origin, self.version, self.config_path)
+                except OSError as exc:
+                    remove_quietly(loaded.persisted)
+                    outcome.persist_error = (f"published, but {self.config_path} could not "
+                                             f"be replaced: {exc.strerror or exc}")
+                    log.error("%s: %s", origin, outcome.persist_error)
+        self._finish_reload(outcome, origin=origin)
+        if outcome.errors:
+            self._answer(call, {"errors": bounded_errors(outcome.errors)})
+            return
+        reply: dict[str, Any] = {"version": self.version,
+                                 "not_applied": [c.line() for c in outcome.not_applied]}
+        if outcome.persist_error:
+            reply["persist_error"] = outcome.persist_error
+        self._answer(call, reply)
 
     def _check_health(self) -> None:
         """Kill workers that stopped heart-beating, or drain for longer than allowed."""
@@ -576,16 +731,23 @@ class Master:
             self._reload_again = True
             log.info("HUP: a reload is loading; the file is loaded again after it")
             return
-        sdnotify.notify("RELOADING=1")
         log.info("HUP: loading %s", self.config_path)
+        self._start_job(None, self.config_path, _load_and_check)
+
+    def _start_job(self, call: dict[str, Any] | None, path: str,
+                   load: Callable[[str], Loaded]) -> None:
+        """Fork the loader for a HUP (``call`` None) or an admin process's request."""
+        if call is None or call.get("op") != "check":
+            sdnotify.notify("RELOADING=1")
         try:
-            self.reload_job = ReloadJob.start(self.config_path, self.settings.config_load,
-                                              time.monotonic(), self._drop_master_fds,
-                                              _load_and_check)
+            self.reload_job = ReloadJob.start(path, self.settings.config_load,
+                                              time.monotonic(), self._drop_master_fds, load)
         except OSError as exc:
             log.error("reload refused, nothing changed: cannot start the config loader: %s",
                       exc)
-            self._finish_reload(_Reload(errors=[f"cannot start the config loader: {exc}"]))
+            self._finish_job(call, Loaded(errors=[f"cannot start the config loader: {exc}"]))
+            return
+        self.job_call = call
 
     def _poll_reload(self) -> None:
         job = self.reload_job
@@ -595,22 +757,32 @@ class Master:
         if loaded is None:
             return
         self.reload_job = None
-        try:
-            outcome = self._reload(loaded)
-        except Exception as exc:  # noqa: BLE001 - a reload fails alone, the master serves on
-            log.exception("reload failed, the running version is kept")
-            outcome = _Reload(errors=[f"reload failed: {type(exc).__name__}: {exc}"])
-        self._finish_reload(outcome)
+        call, self.job_call = self.job_call, None
+        self._finish_job(call, loaded)
         if self._reload_again and not self._stopping:
             self._reload_again = False
             self.reload()
 
-    def _finish_reload(self, outcome: _Reload) -> None:
+    def _finish_job(self, call: dict[str, Any] | None, loaded: Loaded) -> None:
+        if call is None:
+            self._finish_reload(self._apply_loaded(loaded))
+        else:
+            self._answer_call(call, loaded)
+
+    def _apply_loaded(self, loaded: Loaded) -> _Reload:
+        try:
+            return self._reload(loaded)
+        except Exception as exc:  # noqa: BLE001 - a reload fails alone, the master serves on
+            log.exception("reload failed, the running version is kept")
+            return _Reload(errors=[f"reload failed: {type(exc).__name__}: {exc}"])
+
+    def _finish_reload(self, outcome: _Reload, origin: str = "HUP") -> None:
         """Report the verdict: in the control block (``dakia-master reload`` and the admin
         API read it there whatever state_dir allows) and in ``state_dir/last_reload.json``;
         also in the state_dir the file names when that differs (a restart-only change)."""
         sdnotify.notify(f"READY=1\nSTATUS=serving config v{self.version}")
         result = {"master": self.pid, "at": time.time(), "ok": not outcome.errors,
+                  "origin": origin,
                   "version": self.version, "errors": outcome.errors,
                   # Where this master runs, whatever the file says now (restart-only).
                   "pid_file": self.pid_file, "state_dir": self.state_dir,
@@ -651,7 +823,7 @@ class Master:
         try:
             # Written before anything is applied: a state_dir that cannot take the new
             # version (disk full, read-only, permission denied) refuses the reload whole.
-            version = self.store.write(config, settings.keep_versions)
+            version = self.store.write(config, settings.keep_versions, source=loaded.source)
         except OSError as exc:
             message = (f"state_dir: cannot write the new version in {self.store.directory}: "
                        f"{exc.strerror or exc}")
@@ -660,12 +832,25 @@ class Master:
             outcome.errors.append(message)
             return outcome
         try:
+            admin = self._admin_for(settings)
+        except BindError as exc:
+            log.error("reload refused, nothing changed: %s", exc)
+            self.store.discard(version)
+            outcome.errors.append(f"admin.listen: cannot listen: {exc}")
+            return outcome
+        try:
             self._apply_listeners(specs_of(config))
         except BindError as exc:
             log.error("reload refused, nothing changed: %s", exc)
             self.store.discard(version)
+            if admin is not None and admin is not self.admin:
+                admin.listener.close()
             outcome.errors.append(f"bind_addresses: cannot listen: {exc}")
             return outcome
+        if admin is not self.admin:
+            # Swapped at the next turn, once the answer to a change that moved the admin
+            # listener (PUT over the admin API itself) has gone to the process that asked.
+            self.admin_next = (admin,)
         outcome.not_applied.extend(self._apply_workers(settings))
         try:
             setup_logging(settings)
@@ -741,7 +926,8 @@ class Master:
             log.error("USR2: cannot rename the pid file: %s", exc)
             return
         env = dict(os.environ)
-        env[INHERIT_ENV] = inherit_value([*self.listeners.current.values()])
+        env[INHERIT_ENV] = inherit_value([*self.listeners.current.values(),
+                                          *([self.admin.listener] if self.admin else [])])
         env["DAKIA_UPGRADE_FROM"] = str(self.pid)
         argv = [sys.executable, "-m", "dakia_prefork.cli", "start", "-c", self.config_path]
         if self.workers_override is not None:
@@ -774,6 +960,12 @@ class Master:
         if self.reload_job is not None:
             self.reload_job.kill()       # its verdict would come too late to matter
             self.reload_job = None
+        for call in [*([self.job_call] if self.job_call else []), *self.admin_calls]:
+            self._answer(call, {"errors": ["the master is stopping"]})
+        self.job_call = None
+        self.admin_calls.clear()
+        if self.admin is not None and self.admin.pid is not None:
+            self.spawner.kill(self.admin.pid, signal.SIGTERM)   # it finishes what it answers
         if self.notified_ready and pidfile.read(self.pid_file) == self.pid:
             # Not after a binary upgrade handed the service over: under systemd's
             # NotifyAccess=all, STOPPING=1 from the old master would stop the new one too.
@@ -790,12 +982,19 @@ class Master:
 
     def cleanup(self) -> None:
         self._stop_checker()
+        if self.admin is not None:
+            if self.admin.pid is not None:
+                self._stop_child(self.admin.pid, 5.0)
+                self.admin.pid = None
+            self.admin.close_channel()
         # A new master (binary upgrade) serves the same unix socket paths: leave them.
         handed_over = (self.upgrade_child is not None
                        or pidfile.read(self.pid_file) not in (None, self.pid))
         for listener in [*self.listeners.current.values(), *self.listeners.retired]:
             listener.close(unlink=not handed_over)
         self.listeners = _Listeners()
+        if self.admin is not None:
+            self.admin.listener.close()
         if self.segments is not None:
             self.segments.unlink()
             self.segments = None
@@ -804,15 +1003,90 @@ class Master:
 
 
 def _load_and_check(path: str) -> Loaded:
-    """What the loader child runs: ``check``'s load and the master's start-time checks."""
+    """What the loader child runs on HUP: ``check``'s load of the file and the master's
+    start-time checks; the file's document is kept as the version's source."""
     try:
-        config, notices = load(path)
+        source = load_source(path)
+        config, notices = validate(source, base_dir=os.path.dirname(os.path.abspath(path)),
+                                   environ=os.environ)
         errors = runtime_errors(config)
     except ConfigError as exc:
         return Loaded(errors=exc.errors)
     if errors:
         return Loaded(errors=errors)
-    return Loaded(config=config, notices=notices)
+    return Loaded(config=config, notices=notices, source=source)
+
+
+def _candidate_loader(config_path: str, persist: bool) -> Callable[[str], Loaded]:
+    """The loader of a document the admin process wrote to a file: validated as the config
+    file would be (paths relative to its directory, ``${NAME}`` from the environment);
+    with ``persist``, the document is also written beside the file, in the file's format,
+    for the master to rename over it once published."""
+    def load_candidate(path: str) -> Loaded:
+        try:
+            with open(path, "rb") as stream:
+                raw = read_bounded("the document", stream)
+            source = parse_document(raw, "the document", as_json=True)
+            config, notices = validate(
+                source, base_dir=os.path.dirname(os.path.abspath(config_path)),
+                environ=os.environ)
+            errors = runtime_errors(config)
+        except ConfigError as exc:
+            return Loaded(errors=exc.errors)
+        except OSError as exc:
+            return Loaded(errors=[f"the document cannot be read: {exc.strerror or exc}"])
+        if errors:
+            return Loaded(errors=errors)
+        persisted = None
+        if persist:
+            try:
+                persisted = _write_beside(config_path, render_document(
+                    source, as_json=is_json_path(config_path)).encode())
+            except OSError as exc:
+                return Loaded(errors=[f"persist: cannot write beside {config_path}: "
+                                      f"{exc.strerror or exc}"])
+        return Loaded(config=config, notices=notices, source=source, persisted=persisted)
+    return load_candidate
+
+
+def _write_beside(path: str, data: bytes) -> str:
+    """Write ``data`` to a new file in ``path``'s directory with ``path``'s mode (0600 when
+    there is none), synced; its name, for an atomic rename over ``path``."""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o600
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}.{os.getpid()}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        remove_quietly(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _source_of(path: str) -> dict[str, Any] | None:
+    """The file's document at start, kept as the first version's source (None if the file
+    changed into something unreadable since it was loaded: the version is still served)."""
+    try:
+        return load_source(path)
+    except ConfigError:
+        return None
+
+
+def _admin_spec(settings: Settings) -> ListenerSpec | None:
+    if settings.admin is None:
+        return None
+    host, port = settings.admin.address
+    return ListenerSpec("(admin)", "tcp", host, port)
 
 
 def _check_log_file(path: str, key: str) -> None:

@@ -10,7 +10,8 @@ child and goes on with its loop:
 - the child caps its address space (``RLIMIT_AS`` = ``config_load.max_memory_bytes``),
   asks for SIGKILL should the master die, and arms an alarm as a last resort; it loads and
   validates the file exactly as ``check`` does and writes one JSON document to a pipe:
-  ``{"config": ..., "notices": [...]}`` or ``{"errors": [...]}``; then it ``_exit``s;
+  ``{"config": ..., "notices": [...], "source": ...}`` or ``{"errors": [...]}``; then it
+  ``_exit``s. The same job loads a document sent to the admin API (``load`` says what);
 - the master adds the pipe's read end to the ``select`` of its loop, reads what is there
   each turn without blocking, and when the pipe ends it has the verdict. At
   ``config_load.timeout`` it SIGKILLs the child and the reload fails with that reason. The
@@ -53,6 +54,10 @@ class Loaded:
     config: dict[str, Any] | None = None
     notices: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    source: dict[str, Any] | None = None
+    """The document the config was made from (the store keeps it beside the version)."""
+    persisted: str | None = None
+    """A file the loader wrote beside the config file, to be renamed over it once published."""
 
 
 class ReloadJob:
@@ -135,7 +140,8 @@ class ReloadJob:
             return Loaded(errors=[f"{self.path}: the config loader sent no verdict ({exc})"])
         if result.get("errors"):
             return Loaded(errors=[str(e) for e in result["errors"]])
-        return Loaded(config=result["config"], notices=list(result.get("notices", [])))
+        return Loaded(config=result["config"], notices=list(result.get("notices", [])),
+                      source=result.get("source"), persisted=result.get("persisted"))
 
     def kill(self) -> None:
         if self.status is None:
@@ -207,7 +213,8 @@ def _verdict_of(path: str, load: Callable[[str], Loaded]) -> bytes:
                                 f"{excerpt(str(exc), 300)}"])
     if loaded.errors:
         return json.dumps({"errors": loaded.errors}).encode()
-    return json.dumps({"config": loaded.config, "notices": loaded.notices}).encode()
+    return json.dumps({"config": loaded.config, "notices": loaded.notices,
+                       "source": loaded.source, "persisted": loaded.persisted}).encode()
 
 
 def _write_all(fd: int, data: bytes) -> None:
