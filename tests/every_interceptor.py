@@ -18,6 +18,13 @@ from dakia_prefork.interceptors.registry import BUILTINS
 FILTER = {"name": "none", "path": {"$starts_with": "/never-matched/"}}
 
 
+def admin_section() -> dict[str, Any]:
+    """The ``admin`` section a config with these entries needs (the controller sends to
+    it), on a port nothing listens on now."""
+    from tests.integration.harness import free_port
+    return {"listen": f"127.0.0.1:{free_port()}"}
+
+
 def interceptor_entries(directory: str) -> list[dict[str, Any]]:
     """Enabled entries for every implemented built-in; files they name go in ``directory``."""
     files = os.path.join(directory, "files")
@@ -44,6 +51,8 @@ def interceptor_entries(directory: str) -> list[dict[str, Any]]:
                                     "refill_interval": 1000, "key": "ip"}},
         "external_plugin": {"config": {"socket": os.path.join(directory, "plugin.sock")}},
         "native_plugin": {"config": {"library": library, "symbol": "PyInit_posix_ipc"}},
+        # Needs the config's admin section: see ADMIN.
+        "controller": {"config": {"strip_prefix": "/admin"}},
     }
     implemented = {name for name, builtin in BUILTINS.items() if builtin.path is not None}
     assert set(configs) == implemented, "a built-in without an entry here (or one too many)"

@@ -32,6 +32,7 @@ from ..http.engines import H11Engine
 from ..http.events import CLOSED, END, ProtocolError, RequestHead
 from ..http.streams import Stream, send_all
 from .api import JSON, AdminApi, AdminRequest, AdminResponse
+from .token import is_loopback
 
 log = logging.getLogger("dakia.admin")
 
@@ -125,6 +126,11 @@ class AdminServer:
         headers: dict[bytes, bytes] = {}
         for name, value in head.headers:
             headers[name] = headers[name] + b", " + value if name in headers else value
+        forwarded = headers.get(b"x-forwarded-for")
+        if forwarded is not None and is_loopback(client.rpartition(":")[0].strip("[]")):
+            # Sent on by a gateway worker (the controller interceptor): the audit names the
+            # client the gateway saw as well. Only from loopback, where the workers are.
+            client = f"{client} for {forwarded.decode('latin-1')[:100]}"
         request = AdminRequest(head.method.decode("ascii", "replace"),
                                head.target.decode("ascii", "replace"), headers, body, client)
         try:

@@ -206,10 +206,14 @@ class GatewaySettings:
                     top: Mapping[str, Any]) -> GatewaySettings:
         """``top`` is the whole config, whose settings the gateway's own override."""
         underscores = gateway["headers_with_underscores"]
+        upstreams = [UpstreamSettings.from_config(u) for u in gateway["upstreams"]]
+        if top.get("admin") is not None and has_controller(gateway):
+            upstreams.append(admin_upstream(AdminSettings.from_config(top["admin"]),
+                                            ConfigLoadSettings.from_config(top["config_load"])))
         return cls(
             name=str(gateway["name"]),
             bind_addresses=tuple(address_of(a) for a in gateway["bind_addresses"]),
-            upstreams=tuple(UpstreamSettings.from_config(u) for u in gateway["upstreams"]),
+            upstreams=tuple(upstreams),
             headers_with_underscores=str(top["headers_with_underscores"] if underscores is None
                                          else underscores),
             path_normalization=PathNormalization.from_config(top["path_normalization"],
@@ -241,6 +245,32 @@ class AdminSettings:
     @classmethod
     def from_config(cls, admin: Mapping[str, Any]) -> AdminSettings:
         return cls(str(admin["listen"]), admin["token_file"])
+
+
+ADMIN_UPSTREAM: Final = "(admin)"
+"""The upstream of a gateway with a ``controller`` interceptor: the admin listener."""
+
+
+def has_controller(gateway: Mapping[str, Any]) -> bool:
+    return any(entry["name"] == "controller" and entry["enabled"]
+               for entry in gateway["interceptors"])
+
+
+def admin_upstream(admin: AdminSettings, config_load: ConfigLoadSettings) -> UpstreamSettings:
+    """The admin listener as an upstream (interceptors/controller.py). A change is answered
+    after the master loaded it (up to ``config_load.timeout``, possibly behind another) and
+    the workers took it: the read timeout leaves room for both."""
+    host, port = admin.address
+    node = NodeSettings(("tcp", host, port), tls=False, sni=None, tls_verify=False,
+                        ca_file=None, client_cert=None, client_key=None, weight=1)
+    return UpstreamSettings(
+        name=ADMIN_UPSTREAM, default=False, node_selection_algorithm="round_robin",
+        timeouts=UpstreamTimeouts(connect=2.0, read=2 * config_load.timeout + 15,
+                                  write=30.0, idle=30.0),
+        retries=0, health_check=None,
+        # Never ejected: there is one node, and its failures are the API's answers.
+        passive_health=PassiveHealthSettings(max_failures=0, eject_seconds=0.0),
+        resolve_ttl=0.0, nodes=(node,))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from .environment import substitute
 from .errors import ConfigError
 from .findings import Findings
 from .gateways import WHOLE_GATEWAY, normalise_gateways
-from .listeners import check_unique_listeners
+from .listeners import check_controllers, check_unique_listeners
 from .location import TOP_LEVEL, steps
 from .schema import load_schema, plain_data_problems, schema_problems
 from .settings import normalise_settings
@@ -82,6 +82,7 @@ def validate(raw: dict[str, Any], *, base_dir: str,
     normalise_settings(config, base_dir, findings)
     normalise_gateways(config["gateways"], base_dir, findings, quarantine.gateways)
     check_unique_listeners(config, findings, skip=quarantine.listener_checks_skip())
+    check_controllers(config, findings, skip=frozenset(quarantine.gateways))
     findings.raise_errors()
     return config, findings.notice_lines()
 

@@ -187,6 +187,9 @@ class Exchange:
             reply = run.request_phases()
             if reply is not None:
                 return self.answer_early(reply.status, reply.body, reply.headers)
+            # An interceptor may send the request to another upstream of the gateway
+            # (the controller: to the admin API).
+            upstream_name = run.ctx.route
         return self.proxy(gateway.upstreams[upstream_name])
 
     # -- the gateway's own answers -------------------------------------------------------

@@ -174,7 +174,8 @@ class Context:
     """The state of one request shared by every phase of every interceptor it meets.
 
     - ``request``: the client's request (read it; change ``upstream_request`` instead);
-    - ``route``: the name of the upstream the router picked;
+    - ``route``: the name of the upstream the router picked; a request-side hook before
+      the node is chosen may name another upstream of the gateway (``controller`` does);
     - ``node``: the upstream node chosen, from ``pre_upstream_request`` on (``host:port``);
     - ``consumer``: who an auth interceptor authenticated (user or key name), else None;
     - ``vars``: a dict for interceptors to pass values between phases and to each other;

@@ -40,7 +40,7 @@ _P = "dakia_prefork.plugins."
 
 BUILTINS: Mapping[str, Builtin] = _builtins(
     Builtin("basic_auth", _I + "basic_auth:BasicAuth", True),
-    Builtin("controller", None, True),
+    Builtin("controller", _I + "controller:Controller", True),
     Builtin("cors", _I + "cors:Cors", True),
     Builtin("external_plugin", _P + "external:ExternalPlugin", False),
     Builtin("ip_restriction", _I + "ip_restriction:IpRestriction", True),

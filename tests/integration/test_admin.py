@@ -436,3 +436,63 @@ def test_a_change_that_removes_the_token_off_loopback_is_refused(gateways, upstr
     assert status == 422
     assert any(e.startswith("admin.listen:") for e in answer["errors"]), answer
     assert admin.config()[1] == 1
+
+
+def test_a_binary_upgrade_hands_the_admin_listener_over(gateways, upstreams, token_file):
+    from dakia_prefork.master import pidfile
+    _a, _b, specs = _two_upstreams(upstreams)
+    gw, admin = _admin_gateway(gateways, specs, token_file, workers=1)
+    old = gw.master_pid
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(admin.request("GET", "/healthz", auth=False, timeout=5)[0])
+            except OSError as exc:
+                answers.append(-1)
+                print("admin request failed:", exc)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    try:
+        result = gw.cli("upgrade", timeout=90)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert gw.process.wait(10) == 0
+    finally:
+        stop.set()
+        thread.join(10)
+    new = pidfile.read(gw.config["pid_file"])
+    assert new not in (None, old)
+    # Never refused during the hand-over: the socket itself was inherited.
+    assert answers and set(answers) == {200}, sorted(set(answers))
+    status, _h, report = admin.json("GET", "/status")
+    assert report["master"]["pid"] == new
+    assert gw.cli("stop").returncode == 0
+
+
+def test_the_controller_interceptor_serves_the_api_on_a_gateway_route(gateways, upstreams,
+                                                                      token_file, engine):
+    _a, _b, specs = _two_upstreams(upstreams)
+    gw, admin = _admin_gateway(gateways, specs, token_file, workers=2, engine=engine, gateway={
+        "filters": [{"name": "controller", "path": {"$starts_with": "/controller"}}],
+        "interceptors": [{"name": "controller", "filter": "controller",
+                          "config": {"strip_prefix": "/controller"}}]})
+    through = Admin(gw.port)
+    assert through.request("GET", "/controller/config", auth=False)[0] == 401
+    document, version = admin.config()
+    status, headers, body = through.request("GET", "/controller/config")
+    assert (status, json.loads(body), headers["etag"]) == (200, document, f'"{version}"')
+    document["gateways"][0]["routers"] = [{"upstream": "b"}]
+    status, _h, answer = through.json("PUT", "/controller/config", document)
+    assert (status, answer["version"]) == (200, 2), answer
+    # The controller's own route still reaches the API; everything else goes to b now.
+    assert _get(gw.port, "/anything") == (200, b"B")
+    assert through.json("GET", "/controller/config/versions")[2] == {"current": 2,
+                                                                     "versions": [1, 2]}
+    assert "PUT /config: v1 -> v2" in gw.log_text()
+    assert " for 127.0.0.1" in gw.log_text()          # the client the gateway saw
+    status, _h, answer = through.json("PUT", "/controller/config",
+                                      {**document, "workers": "many"})
+    assert status == 422 and admin.config()[1] == 2

@@ -10,7 +10,7 @@ import os
 
 import requests
 
-from ..every_interceptor import FILTER, interceptor_entries
+from ..every_interceptor import FILTER, admin_section, interceptor_entries
 from .harness import node, wait_until
 
 # gevent's compiled modules, greenlet (its hub's stacks) and httptools' parser: a process
@@ -39,6 +39,7 @@ def test_the_master_never_maps_gevent_or_httptools(tmp_path, upstreams, gateways
     assert serving_objects(gw.master_pid) == []
     gw.config["gateways"][0]["filters"] = [FILTER]
     gw.config["gateways"][0]["interceptors"] = interceptor_entries(str(tmp_path))
+    gw.config["admin"] = admin_section()
     gw.write_config()
     result = gw.cli("reload")
     assert result.returncode == 0, result.stdout + result.stderr

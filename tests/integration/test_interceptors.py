@@ -127,14 +127,14 @@ def test_reload_adds_reorders_and_removes_interceptors_without_restart(upstreams
     assert {w["pid"] for w in gw.workers()} == pids        # nothing restarted
 
 
-def test_start_refuses_unimplemented_interceptors(upstreams, gateways):
+def test_a_controller_without_an_admin_section_is_refused(upstreams, gateways):
     up = upstreams(name="app")
     gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], start=False, gateway={
         "interceptors": [{"name": "controller", "config": {}}]})
     gw.write_config()
     check = gw.cli("check")
-    assert check.returncode == 0
-    assert "warning: gateways[0].interceptors[0].name: interceptor 'controller' is not " \
-           "implemented" in check.stderr
+    assert check.returncode == 1
+    assert "gateways[0].interceptors[0].name: the controller serves the admin API on this " \
+           "gateway and needs the admin section" in check.stderr
     start = gw.cli("start")
-    assert start.returncode == 1 and "cannot run in this version" in start.stderr
+    assert start.returncode == 1 and "the configuration is invalid" in start.stderr

@@ -304,14 +304,15 @@ def test_interceptors_are_normalised_and_their_maps_kept() -> None:
         interceptors=[{"name": "request_id"},
                       {"name": "response_rewrite", "enabled": False, "filter": "f",
                        "rewrite": {"header.x": "y"}},
-                      {"name": "controller", "config": {"capacity": 5, "anything": [1]}}])
+                      {"name": "controller", "config": {"strip_prefix": "/controller"}}])
+    raw["admin"] = {"listen": "127.0.0.1:9901"}
     config, _ = validate(raw, base_dir="/")
     assert config["gateways"][0]["interceptors"] == [
         {"name": "request_id", "enabled": True, "filter": None, "config": {}},
         {"name": "response_rewrite", "enabled": False, "filter": "f", "config": {},
          "rewrite": {"header.x": "y"}},
         {"name": "controller", "enabled": True, "filter": None,
-         "config": {"capacity": 5, "anything": [1]}},
+         "config": {"strip_prefix": "/controller"}},
     ]
 
 

@@ -25,7 +25,7 @@ import pytest
 
 import dakia_prefork.shm
 from dakia_prefork.interceptors.registry import IMPLEMENTED
-from tests.every_interceptor import FILTER, interceptor_entries
+from tests.every_interceptor import FILTER, admin_section, interceptor_entries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _MARK = "MODULES "
@@ -90,6 +90,7 @@ def write_config(directory: str, name: str, interceptors: list[dict[str, Any]]) 
         "pid_file": os.path.join(directory, "dakia.pid"),
         "state_dir": os.path.join(directory, "state"),
         "access_log": "off",
+        "admin": admin_section() if interceptors else None,
         "gateways": [{
             "name": "edge",
             "bind_addresses": [{"unix": os.path.join(directory, "edge.sock")}],
@@ -229,7 +230,8 @@ def test_building_every_chain_loads_no_connection_code(tmp_path: Any) -> None:
         from dakia_prefork.message.heads import RequestHead
         from dakia_prefork.message.request import Request
         from dakia_prefork.routing.router import GatewayRouter
-        config, _ = validate({{"pid_file": "/tmp/x.pid", "state_dir": "/tmp/x", "gateways": [{{
+        config, _ = validate({{"pid_file": "/tmp/x.pid", "state_dir": "/tmp/x",
+            "admin": {admin_section()!r}, "gateways": [{{
             "name": "g", "bind_addresses": [{{"unix": "/tmp/x.sock"}}],
             "upstreams": [{{"name": "a", "default": True, "upstream_nodes": [
                 {{"address": {{"host": "127.0.0.1", "port": 9}}}}]}}],

@@ -182,7 +182,7 @@ def test_loader_resolves_classes_and_checks_their_schema() -> None:
     here = f"{__name__}:WithSchema"
     assert implementation({"name": "mine", "class": here}) is WithSchema
     assert implementation({"name": "server_version"}).name == "server_version"
-    assert implementation({"name": "controller"}) is None
+    assert implementation({"name": "controller"}).name == "controller"
     assert implementation({"name": "no_plugin_has_this_name"}) is None
     with pytest.raises(PluginError, match="built-in"):
         implementation({"name": "cors", "class": here})
