@@ -84,6 +84,9 @@ class Outcome:
     """Restart-only settings the change gave that the running master kept."""
     persist_error: str | None = None
     """Published, but ``?persist=true`` could not write the source file: why."""
+    unavailable: str | None = None
+    """The master could not be asked (stopping, or no answer in time): why. Nothing is
+    known to have changed, nor known not to."""
 
 
 class DocumentError(Exception):
@@ -306,6 +309,10 @@ class AdminApi:
 
     def _answer(self, request: AdminRequest, before: int, outcome: Outcome) -> AdminResponse:
         what = f"admin {request.client} {request.method} {request.target[:200]}"
+        if outcome.unavailable is not None:
+            log.warning("%s: not answered: %s", what, outcome.unavailable)
+            return AdminResponse(503, _json({"error": outcome.unavailable}),
+                                 headers=[("Retry-After", "5")])
         if outcome.conflict is not None:
             log.warning("%s: refused, version moved to v%d", what, outcome.conflict)
             return self._conflict(outcome.conflict)

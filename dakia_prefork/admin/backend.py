@@ -158,6 +158,8 @@ class MasterBackend:
     # -- changing ----------------------------------------------------------------------
     def check(self, document: dict[str, Any]) -> tuple[list[str], list[str]]:
         reply = self._with_candidate(document, {"op": "check"})
+        if reply.get("unavailable"):
+            return [str(reply["unavailable"])], []
         return list(reply.get("errors", [])), list(reply.get("notices", []))
 
     def publish(self, document: dict[str, Any], *, base: int | None, persist: bool,
@@ -170,6 +172,8 @@ class MasterBackend:
         return self._outcome(self._call({"op": "reload", "origin": origin}))
 
     def _outcome(self, reply: dict[str, Any]) -> Outcome:
+        if reply.get("unavailable"):
+            return Outcome(unavailable=str(reply["unavailable"]))
         if reply.get("conflict") is not None:
             return Outcome(conflict=int(reply["conflict"]))
         if reply.get("errors"):
@@ -212,6 +216,6 @@ class MasterBackend:
         try:
             return self._channel.call(message, self._timeout)
         except MasterGone:
-            return {"errors": ["the master is stopping; nothing changed"]}
+            return {"unavailable": "the master is stopping; nothing changed"}
         except TimeoutError as exc:
-            return {"errors": [f"{exc}; the change may still be applied: see GET /config"]}
+            return {"unavailable": f"{exc}; the change may still be applied: see GET /config"}

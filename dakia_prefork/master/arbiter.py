@@ -639,7 +639,7 @@ class Master:
         if self.admin is not None:
             for call in self.admin.read():
                 if self._stopping:
-                    self._answer(call, {"errors": ["the master is stopping"]})
+                    self._answer(call, {"unavailable": "the master is stopping; nothing changed"})
                 else:
                     self.admin_calls.append(call)
         if self.reload_job is None and not self._stopping:
@@ -961,7 +961,7 @@ class Master:
             self.reload_job.kill()       # its verdict would come too late to matter
             self.reload_job = None
         for call in [*([self.job_call] if self.job_call else []), *self.admin_calls]:
-            self._answer(call, {"errors": ["the master is stopping"]})
+            self._answer(call, {"unavailable": "the master is stopping; nothing changed"})
         self.job_call = None
         self.admin_calls.clear()
         if self.admin is not None and self.admin.pid is not None:

@@ -36,6 +36,7 @@ class MemoryBackend:
         self.persisted: list[int] = []
         self.before_publish: list[Any] = []
         self.is_ready = True
+        self.unavailable: str | None = None
 
     def current(self) -> Version:
         return Version(self.number, copy.deepcopy(self.documents[self.number]))
@@ -58,6 +59,8 @@ class MemoryBackend:
                 origin: str) -> Outcome:
         while self.before_publish:
             self.before_publish.pop(0)()
+        if self.unavailable is not None:
+            return Outcome(unavailable=self.unavailable)
         if base is not None and base != self.number:
             return Outcome(conflict=self.number)
         errors, _ = self.check(document)
@@ -412,3 +415,13 @@ def test_server_answers_500_when_the_backend_breaks(backend: MemoryBackend) -> N
     api = AdminApi(backend, None, parse)
     written = serve(api, b"GET /status HTTP/1.1\r\nHost: a\r\n\r\n")
     assert written.startswith(b"HTTP/1.1 500 ") and b"boom" not in written
+
+
+def test_a_master_that_cannot_be_asked_is_a_503_not_a_rejection(api, backend) -> None:
+    backend.unavailable = "the master is stopping; nothing changed"
+    response = api.handle(AdminRequest("PUT", "/config", {**AUTH,
+                                       b"content-type": b"application/json"},
+                                       json.dumps(CONFIG).encode()))
+    assert response.status == 503 and ("Retry-After", "5") in response.headers
+    assert json.loads(response.body) == {"error": "the master is stopping; nothing changed"}
+    assert backend.number == 1
