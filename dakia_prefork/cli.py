@@ -268,6 +268,11 @@ def cmd_reload(args: argparse.Namespace) -> int:
                 result = _last_reload(config["state_dir"])
                 if not (result.get("master") == pid and result.get("at", 0) > before):
                     result = None
+            if result is not None and result.get("origin", "HUP") != "HUP":
+                # A change made over the admin API in the meantime: not our verdict.
+                before = max(before, result.get("at", 0))
+                sequence = control[0].reload_sequence if control else sequence
+                result = None
             if result is not None:
                 return _report_reload(pid, result)
             time.sleep(0.05)

@@ -62,6 +62,7 @@ class AdminProcess:
                                 self._control, os.path.join(settings.state_dir, "admin"),
                                 answer_timeout=2 * settings.config_load.timeout + 10)
         self._backend = backend
+        _remove_stale_candidates(os.path.join(settings.state_dir, "admin"))
         self._api = AdminApi(backend, read_token(self._admin.token_file), parse_body)
         self._server = AdminServer(self._api)
 
@@ -114,6 +115,35 @@ class AdminProcess:
         except TokenError as exc:
             log.error("admin: the token of v%d cannot be read, the previous one is kept: %s",
                       version, exc)
+
+
+def _remove_stale_candidates(directory: str) -> None:
+    """Candidate documents a killed admin process left behind (one at most per call it was
+    making): they hold configs, so they do not stay."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) != 3 or parts[0] != "candidate" or not parts[1].isdigit():
+            continue
+        if _alive(int(parts[1])):
+            continue                  # an admin process being replaced is still answering
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _describe_peer(peer: Any) -> str:

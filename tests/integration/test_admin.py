@@ -334,16 +334,22 @@ def test_a_token_from_the_environment(gateways, upstreams, monkeypatch):
     assert admin.config()[1] == 1
 
 
-def test_hup_reloads_and_the_admin_process_is_respawned(gateways, upstreams, token_file):
+def test_a_killed_admin_process_is_respawned_and_its_leftovers_removed(gateways, upstreams, token_file):
     import signal
     _a, _b, specs = _two_upstreams(upstreams)
     gw, admin = _admin_gateway(gateways, specs, token_file, workers=1)
     report = admin.json("GET", "/status")[2]
     before = {w["pid"] for w in report["workers"]}
     admin_pid = _admin_pid(gw)
+    # What a process killed in the middle of a change leaves: its candidate document.
+    stale = os.path.join(gw.config["state_dir"], "admin", f"candidate-{admin_pid}-1.json")
+    os.makedirs(os.path.dirname(stale), exist_ok=True)
+    with open(stale, "w") as f:
+        f.write("{}")
     os.kill(admin_pid, signal.SIGKILL)
     wait_until(lambda: _admin_pid(gw) not in (None, admin_pid), 10, "a new admin process")
     wait_until(lambda: _healthy(admin), 10, "the admin listener again")
+    assert not os.path.exists(stale)
     assert admin.config()[1] == 1
     assert {w["pid"] for w in admin.json("GET", "/status")[2]["workers"]} == before
 
@@ -496,3 +502,20 @@ def test_the_controller_interceptor_serves_the_api_on_a_gateway_route(gateways, 
     status, _h, answer = through.json("PUT", "/controller/config",
                                       {**document, "workers": "many"})
     assert status == 422 and admin.config()[1] == 2
+
+
+def test_a_hup_reports_its_own_verdict_not_an_admin_change(gateways, upstreams, token_file):
+    _a, _b, specs = _two_upstreams(upstreams)
+    gw, admin = _admin_gateway(gateways, specs, token_file, workers=1)
+    reload = gw.cli("reload")
+    assert reload.returncode == 0 and "serves config v2" in reload.stdout, reload.stdout
+    status, _h, answer = admin.json("PATCH", "/config", {"graceful_timeout": 7},
+                                    headers={"Content-Type": "application/merge-patch+json"})
+    assert (status, answer["version"]) == (200, 3)
+    reload = gw.cli("reload")
+    assert reload.returncode == 0 and "serves config v4" in reload.stdout, reload.stdout
+    # The HUP read the file again: the PATCH, not persisted, is gone from the running config.
+    assert admin.config()[0].get("graceful_timeout") == gw.config["graceful_timeout"]
+    status, _h, report = admin.json("GET", "/status")
+    assert report["master"]["reloads"] == {"ok": 3, "failed": 0}
+    assert report["master"]["last_reload"]["origin"] == "HUP"
