@@ -22,7 +22,7 @@ from ..config import ConfigError
 from ..config.model import AdminSettings, Settings
 from ..config.source import parse_document
 from ..config.store import ConfigStore
-from ..procs import orphaned
+from ..procs import alive, orphaned
 from ..shm.control import ControlBlock
 from .api import AdminApi, DocumentError
 from .backend import MasterBackend, MasterChannel
@@ -128,22 +128,13 @@ def _remove_stale_candidates(directory: str) -> None:
         parts = name.split("-")
         if len(parts) != 3 or parts[0] != "candidate" or not parts[1].isdigit():
             continue
-        if _alive(int(parts[1])):
+        if alive(int(parts[1])):
             continue                  # an admin process being replaced is still answering
         try:
             os.unlink(os.path.join(directory, name))
         except OSError:
             pass
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _describe_peer(peer: Any) -> str:
