@@ -185,3 +185,28 @@ def test_process_metrics_reloads_restarts_connections_and_nodes(upstreams, gatew
             sock.close()
     wait_until(lambda: _value(_scrape(gw), "dakia_client_connections") == 0, 10,
                "no open client connection")
+
+
+def test_a_reload_turns_counting_off_and_on(upstreams, gateways):
+    gw, _up = _start(upstreams, gateways)
+    for _ in range(3):
+        assert requests.get(gw.url + "/api/on", timeout=10).status_code == 200
+
+    def reload(version: int) -> None:
+        gw.write_config()
+        done = gw.cli("reload")
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_until(lambda: {w["config_version"] for w in gw.workers()} == {version}, 10,
+                   f"every worker on v{version}")
+
+    gw.config["metrics"] = {"enabled": False}
+    reload(2)
+    for _ in range(4):
+        assert requests.get(gw.url + "/api/off", timeout=10).status_code == 200
+    samples = _scrape(gw)
+    assert _value(samples, "dakia_requests_total", route="api") == 3   # kept, not counted
+    assert _value(samples, "dakia_config_version") == 2
+    gw.config["metrics"] = {"enabled": True}
+    reload(3)
+    assert requests.get(gw.url + "/api/on-again", timeout=10).status_code == 200
+    assert _value(_scrape(gw), "dakia_requests_total", route="api") == 4
