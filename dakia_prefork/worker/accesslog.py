@@ -88,6 +88,7 @@ class AccessLog:
         self._size = 0
         self._stamp_second = -1
         self._stamp = ""
+        self._iso = ""
         self.reopen()
 
     @classmethod
@@ -119,12 +120,15 @@ class AccessLog:
         if old > 2:
             os.close(old)
 
-    def _now(self) -> str:
+    def _now(self) -> tuple[str, str]:
+        """(time_local, time) of this second, formatted once a second."""
         second = int(time.time())
         if second != self._stamp_second:
             self._stamp_second = second
-            self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
-        return self._stamp
+            local = time.localtime(second)
+            self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", local)
+            self._iso = time.strftime("%Y-%m-%dT%H:%M:%S%z", local)
+        return self._stamp, self._iso
 
     def values(self, exchange: Logged, status: int, sent: int, seconds: float,
                upstream_seconds: float, received: int) -> dict[str, Any]:
@@ -134,9 +138,10 @@ class AccessLog:
         method = head.method.decode("latin-1")
         target = head.target.decode("latin-1")
         protocol = "HTTP/" + head.http_version.decode()
+        local, iso = self._now()
         return {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "time_local": self._now(),
+            "time": iso,
+            "time_local": local,
             "remote_addr": exchange.client or "-",
             "host": request.host if request is not None else "-",
             "method": method,

@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import gevent
 import gevent.event
@@ -31,6 +31,9 @@ from ..shm.nodestats import NodeStats
 from .context import ListenerInfo, WorkerContext
 from .cover import Cover
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from ..metrics.exposition import MetricsReader
 
 log = logging.getLogger("dakia.worker")
 
@@ -101,7 +104,7 @@ class Worker:
         self._room.set()
         self.stopped = gevent.event.Event()
         self.code = 0
-        self._metrics_reader: Any = None
+        self._metrics_reader: MetricsReader | None = None
 
     def _build(self, version: int, settings: Settings, current: Runtime | None) -> Runtime:
         """The runtime of ``settings``; it keeps ``current``'s access log when the new
@@ -113,7 +116,8 @@ class Worker:
                        access_log=access_log, metrics=self.metrics)
 
     def _render_metrics(self) -> bytes:
-        """The exposition of every worker's metrics (the ``metrics`` interceptor's)."""
+        """The exposition of every worker's metrics (the ``metrics`` interceptor's);
+        prometheus-client is imported on the first scrape only."""
         from ..metrics.exposition import MetricsReader
         reader = self._metrics_reader
         if reader is None:
