@@ -23,8 +23,10 @@ Use :func:`render`, or a :class:`MetricsReader` kept for many scrapes.
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -141,6 +143,38 @@ class _Collector(Collector):
         yield active
 
 
+@dataclass(frozen=True)
+class _Table:
+    """The keys of one route, computed once (digests are the costly part of a scrape)."""
+
+    claimed: int                                 # present once the route was claimed
+    requests: tuple[tuple[str, str, int], ...]   # (upstream, status class, key)
+    duration: tuple[int, ...]
+    duration_sum: int
+    request_bytes: int
+    response_bytes: int
+    upstream: tuple[int, ...]
+    upstream_sum: int
+    rejections: int
+
+
+@functools.lru_cache(maxsize=16384)
+def _table(keys: RouteKeys) -> _Table:
+    proxied = keys.upstream is not None
+    return _Table(
+        claimed=keys.duration_sum(),
+        requests=tuple((upstream, status_class, keys.requests(upstream, status_class))
+                       for upstream in keys.upstream_labels for status_class in STATUS_CLASSES),
+        duration=tuple(keys.duration_bucket(b) for b in range(BUCKET_COUNT)),
+        duration_sum=keys.duration_sum(),
+        request_bytes=keys.request_bytes(),
+        response_bytes=keys.response_bytes(),
+        upstream=tuple(keys.upstream_bucket(b) for b in range(BUCKET_COUNT)) if proxied
+        else (),
+        upstream_sum=keys.upstream_sum() if proxied else 0,
+        rejections=keys.rejections() if proxied else 0)
+
+
 def _requests(sums: Mapping[int, int], routes: list[RouteKeys]) -> Iterator[Metric]:
     """The request metrics of ``routes`` that some worker has claimed (a route's series
     appear with its first request)."""
@@ -163,29 +197,27 @@ def _requests(sums: Mapping[int, int], routes: list[RouteKeys]) -> Iterator[Metr
     rejections = CounterMetricFamily(RATE_LIMIT_REJECTIONS.removesuffix("_total"),
                                      "Requests a rate_limiter refused (429).",
                                      labels=["gateway", "route"])
+    get = sums.get
     for keys in routes:
-        if keys.duration_sum() not in sums:
+        table = _table(keys)
+        if table.claimed not in sums:
             continue                             # never served: not claimed
         route = [keys.gateway, keys.route]
-        for upstream in keys.upstream_labels:
-            for status_class in STATUS_CLASSES:
-                requests.add_metric([*route, upstream, status_class],
-                                    sums.get(keys.requests(upstream, status_class), 0))
-        duration.add_metric(route, _buckets(sums, [keys.duration_bucket(b)
-                                                   for b in range(BUCKET_COUNT)]),
-                            sums.get(keys.duration_sum(), 0) / 1e6)
-        bytes_in.add_metric(route, sums.get(keys.request_bytes(), 0))
-        bytes_out.add_metric(route, sums.get(keys.response_bytes(), 0))
+        for upstream, status_class, key in table.requests:
+            requests.add_metric([*route, upstream, status_class], get(key, 0))
+        duration.add_metric(route, _buckets(sums, table.duration),
+                            get(table.duration_sum, 0) / 1e6)
+        bytes_in.add_metric(route, get(table.request_bytes, 0))
+        bytes_out.add_metric(route, get(table.response_bytes, 0))
         if keys.upstream is not None:
-            upstream_duration.add_metric(
-                [*route, keys.upstream],
-                _buckets(sums, [keys.upstream_bucket(b) for b in range(BUCKET_COUNT)]),
-                sums.get(keys.upstream_sum(), 0) / 1e6)
-            rejections.add_metric(route, sums.get(keys.rejections(), 0))
+            upstream_duration.add_metric([*route, keys.upstream],
+                                         _buckets(sums, table.upstream),
+                                         get(table.upstream_sum, 0) / 1e6)
+            rejections.add_metric(route, get(table.rejections, 0))
     yield from (requests, duration, upstream_duration, bytes_in, bytes_out, rejections)
 
 
-def _buckets(sums: Mapping[int, int], keys: list[int]) -> list[tuple[str, float]]:
+def _buckets(sums: Mapping[int, int], keys: tuple[int, ...]) -> list[tuple[str, float]]:
     """Cumulative ``(le, count)`` pairs from the per-bucket counts stored."""
     total = 0
     out = []
