@@ -35,6 +35,7 @@ def interceptor_entries(directory: str) -> list[dict[str, Any]]:
     configs: dict[str, dict[str, Any]] = {
         "server_version": {"config": {}},
         "request_id": {"config": {}},
+        "metrics": {"config": {}},
         "basic_auth": {"config": {"realm": "api", "users": [
             {"username": "alice", "password": "wonderland"}]}},
         "key_auth": {"config": {"keys": [{"name": "ci", "key": "0123456789abcdef"}]}},

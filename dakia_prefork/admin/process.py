@@ -22,6 +22,7 @@ from ..config import ConfigError
 from ..config.model import AdminSettings, Settings
 from ..config.source import parse_document
 from ..config.store import ConfigStore
+from ..metrics.exposition import MetricsReader
 from ..procs import alive, orphaned
 from ..shm.control import ControlBlock
 from .api import AdminApi, DocumentError
@@ -62,9 +63,22 @@ class AdminProcess:
                                 self._control, os.path.join(settings.state_dir, "admin"),
                                 answer_timeout=2 * settings.config_load.timeout + 10)
         self._backend = backend
+        self._metrics = MetricsReader(segments)
+        self._labels: tuple[int, dict[str, Any]] = (self._version, config)
+        backend.metrics_source = self._render_metrics
         _remove_stale_candidates(os.path.join(settings.state_dir, "admin"))
         self._api = AdminApi(backend, read_token(self._admin.token_file), parse_body)
         self._server = AdminServer(self._api)
+
+    def _render_metrics(self) -> bytes:
+        """The exposition, labelled by the version the master publishes now."""
+        version = self._control.config_version
+        if version != self._labels[0]:
+            try:
+                self._labels = (version, self._store.read(version))
+            except (OSError, ValueError) as exc:
+                log.error("admin: cannot read v%d for the metrics' labels: %s", version, exc)
+        return self._metrics.render(self._labels[1])
 
     def serve(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):

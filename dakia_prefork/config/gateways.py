@@ -141,6 +141,23 @@ def _normalise_filters(filters: list[dict[str, Any]], path: str,
     return set(first_by_name)
 
 
+def _check_router_name(name: str | None, router_path: str, names: dict[str, str],
+                       findings: Findings) -> None:
+    """A router's ``name`` labels its metrics (metrics/keys.py), so it must tell it from
+    every other route: unique, not ``-`` (no route), not digits alone (an unnamed router's
+    label is its index)."""
+    if name is None:
+        return
+    where = child(router_path, "name")
+    if name == "-" or name.isdigit():
+        findings.error(where, f"{name!r} is reserved: a router without a name is labelled "
+                              "by its index, and '-' labels requests with no route")
+    elif name in names:
+        findings.error(where, f"duplicate router name {name!r} (also {names[name]})")
+    else:
+        names[name] = where
+
+
 def _resolve_routers(gateway: dict[str, Any], path: str, filter_names: Container[str],
                      findings: Findings, *, upstreams_known: bool = True) -> None:
     """Resolve router upstreams (``default`` included) and filters; note dead routes.
@@ -152,8 +169,10 @@ def _resolve_routers(gateway: dict[str, Any], path: str, filter_names: Container
                if upstreams_known else None)
     routers_path = child(path, "routers")
     catch_all: str | None = None
+    names: dict[str, str] = {}
     for index, router in enumerate(gateway["routers"]):
         router_path = child(routers_path, index)
+        _check_router_name(router.get("name"), router_path, names, findings)
         target = router["upstream"]
         if target in upstream_names or not upstreams_known:
             pass  # A real name wins over the alias, even an upstream named "default".

@@ -286,6 +286,17 @@ class ConfigLoadSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """``metrics``: whether workers count the request metrics (metrics/recorder.py)."""
+
+    enabled: bool
+
+    @classmethod
+    def from_config(cls, value: Mapping[str, Any]) -> MetricsSettings:
+        return cls(bool(value["enabled"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting of one config version. Field names are the config's keys."""
 
@@ -298,6 +309,7 @@ class Settings:
     state_dir: str
     access_log: str
     access_log_format: str
+    access_log_fields: tuple[str, ...] | None
     error_log: str
     log_level: str
     upstream_keepalive_pool_size: int
@@ -307,12 +319,14 @@ class Settings:
     admin: AdminSettings | None
     gateways: tuple[GatewaySettings, ...]
     config_load: ConfigLoadSettings
+    metrics: MetricsSettings
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         """The settings of a normalised config (every default already filled)."""
         workers = config["workers"]
         admin = config["admin"]
+        fields = config["access_log_fields"]
         return cls(
             workers="auto" if workers == "auto" else int(workers),
             graceful_timeout=float(config["graceful_timeout"]),
@@ -323,6 +337,7 @@ class Settings:
             state_dir=str(config["state_dir"]),
             access_log=str(config["access_log"]),
             access_log_format=str(config["access_log_format"]),
+            access_log_fields=None if fields is None else tuple(str(f) for f in fields),
             error_log=str(config["error_log"]),
             log_level=str(config["log_level"]),
             upstream_keepalive_pool_size=int(config["upstream_keepalive_pool_size"]),
@@ -332,6 +347,7 @@ class Settings:
             admin=None if admin is None else AdminSettings.from_config(admin),
             gateways=tuple(GatewaySettings.from_config(g, config) for g in config["gateways"]),
             config_load=ConfigLoadSettings.from_config(config["config_load"]),
+            metrics=MetricsSettings.from_config(config["metrics"]),
         )
 
     def gateway(self, name: str) -> GatewaySettings:

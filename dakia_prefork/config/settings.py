@@ -5,6 +5,7 @@ import os
 from typing import Any
 
 from ..routing.hosts import split_host_port
+from .access_format import FIELD_SET, FIELDS, check_format
 from .addresses import describe_address
 from .findings import Findings
 from .paths import resolve
@@ -40,6 +41,13 @@ def normalise_settings(config: dict[str, Any], base_dir: str, findings: Findings
         config["access_log"] = OFF
     elif access_log not in (STDOUT, OFF):
         config["access_log"] = resolve(access_log, base_dir)
+    problem = check_format(config["access_log_format"])
+    if problem is not None:
+        findings.error("access_log_format", problem)
+    for index, name in enumerate(config["access_log_fields"] or ()):
+        if name not in FIELD_SET:
+            findings.error(f"access_log_fields[{index}]",
+                           f"unknown field {name!r} (known: {', '.join(FIELDS)})")
     if config["error_log"] != STDERR:
         config["error_log"] = resolve(config["error_log"], base_dir)
 

@@ -134,7 +134,8 @@ class DownstreamConnection:
                     # their own END, so only these reach the connection loop.
                     event = self.next_head(limits.keepalive_timeout, header_timeout)
             except ProtocolError as exc:
-                self.send_error(exc.status, str(exc))
+                sent = self.send_error(exc.status, str(exc))
+                ctx.count_unrouted(self.listener.gateway, exc.status, sent)
                 return
             except ClientGone:
                 return
@@ -159,8 +160,7 @@ class DownstreamConnection:
                 # The request body broke its framing. Every path that reads a body does so
                 # before writing a response head, so the client can still get the error.
                 sent = self.send_error(exc.status, str(exc))
-                ctx.access(self.peer, event, exchange.request, exc.status, sent,
-                           exchange.started)
+                ctx.access(exchange, exc.status, sent)
                 return
             if not keep_alive:
                 # Not `or ctx.draining`: a response that went out without Connection: close

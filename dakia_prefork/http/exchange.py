@@ -44,6 +44,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..interceptors.body import Body
+from ..interceptors.context import RATE_LIMITED
 from ..interceptors.respond import response_parts
 from ..message import paths, wire
 from ..message.heads import END, Headers, ProtocolError, RequestHead, ResponseHead
@@ -56,6 +57,7 @@ from .upstream import Node, UpstreamConnection, open_connection
 
 if TYPE_CHECKING:
     from ..interceptors import Run
+    from ..metrics.recorder import RouteMetrics
     from ..worker.runtime import Runtime, UpstreamRuntime
     from .connection import DownstreamConnection
 
@@ -122,7 +124,8 @@ def _host_of(head: RequestHead) -> bytes:
 
 class Exchange:
     __slots__ = ("conn", "ctx", "runtime", "head", "started", "request", "run_", "head_at",
-                 "client", "forwarded")
+                 "client", "forwarded", "metrics", "proxying", "node_label",
+                 "upstream_started", "request_body")
 
     def __init__(self, conn: DownstreamConnection, head: RequestHead, runtime: Runtime) -> None:
         self.conn = conn
@@ -137,6 +140,14 @@ class Exchange:
         # with real_ip, ``forwarded`` is the X-Forwarded-For to send before the peer.
         self.client = conn.peer
         self.forwarded: str | None = None
+        # For the access log and the metrics (worker/context.py's ``access``): the route's
+        # counters, whether the proxy began (the upstream label), the node of the last
+        # attempt, when the first attempt began (0.0: none), the request body streamed.
+        self.metrics: RouteMetrics | None = None
+        self.proxying = False
+        self.node_label = ""
+        self.upstream_started = 0.0
+        self.request_body: RequestBody | None = None
 
     # -- routing -------------------------------------------------------------------------
     def run(self) -> bool:
@@ -144,6 +155,7 @@ class Exchange:
         head = self.head
         conn = self.conn
         gateway = self.runtime.gateways[conn.listener.gateway]
+        self.metrics = gateway.unrouted_metrics
         real_ip = gateway.real_ip
         if real_ip is not None:
             self.client, self.forwarded = real_ip.resolve(conn.peer, head.headers)
@@ -178,14 +190,19 @@ class Exchange:
                     # The query string goes on as it came (len(path): latin-1 is 1:1).
                     head = self.head = request.head = _with_target(
                         head, canonical.encode("latin-1") + head.target[len(path):])
-        upstream_name = gateway.router.route(request)
-        if upstream_name is None:
+        router = gateway.router
+        index = router.match(request)
+        if index < 0:
             return self.answer_early(404, _NO_ROUTE)
+        metrics = self.metrics = gateway.route_metrics[index]
+        upstream_name = router.targets[index]
         chain = gateway.interceptors
         if chain is not None:
             run = self.run_ = chain.start(request, upstream_name)
             reply = run.request_phases()
             if reply is not None:
+                if reply.status == 429 and metrics is not None and RATE_LIMITED in run.ctx.vars:
+                    metrics.rejected()
                 return self.answer_early(reply.status, reply.body, reply.headers)
             # An interceptor may send the request to another upstream of the gateway
             # (the controller: to the admin API).
@@ -229,7 +246,7 @@ class Exchange:
             if head.method == b"HEAD":
                 payload = payload[:len(payload) - len(body)]
             self.conn.write(payload)
-        self.ctx.access(self.client, head, self.request, status, len(body), self.started)
+        self.ctx.access(self, status, len(body))
         return keep_alive
 
     def write_body(self, payload: bytes, chunks: Iterable[bytes]) -> None:
@@ -272,6 +289,7 @@ class Exchange:
         head = self.head
         request = self.request
         assert request is not None
+        self.proxying = True
         balancer = upstream.balancer
         kind = upstream.key_kind
         key = None if kind is None else request.path if kind == "url" else (self.client
@@ -303,7 +321,8 @@ class Exchange:
         scheme = conn.listener.scheme_bytes
         upstream_head = forwarding.upstream_head(sent_head, head, conn.peer_bytes, scheme,
                                                  node.host_header)
-        body = RequestBody() if head.chunked or head.content_length else None
+        body = self.request_body = RequestBody() if head.chunked or head.content_length \
+            else None
         retries = upstream.retries
         tried: list[Node] = []
         while True:
@@ -345,6 +364,9 @@ class Exchange:
         """One attempt on ``node``, counted by the balancer (in flight, latency, failures)."""
         balancer = upstream.balancer
         balancer.begin(node)
+        self.node_label = node.label
+        if not self.upstream_started:
+            self.upstream_started = time.monotonic()
         self.head_at = 0.0
         sent_at = 0.0
         ok: bool | None = None
@@ -430,7 +452,7 @@ class Exchange:
             if limit is not None and body.size > limit:
                 uconn.close()
                 sent = conn.send_error(413, "request body larger than limits.max_body_bytes")
-                self.ctx.access(self.client, head, self.request, 413, sent, self.started)
+                self.ctx.access(self, 413, sent)
                 raise ClientGone()
             data = wire.chunk(event) if chunked else event
             self._upstream_send(uconn, pending + data if pending else data, write_timeout)
@@ -554,19 +576,19 @@ class Exchange:
                         write(b"".join(out))
                     except ClientGone:
                         pass
-                ctx.access(self.client, head, request, status, sent_body, self.started)
+                ctx.access(self, status, sent_body)
                 raise UpstreamBroke() from None
             # No head yet: the caller answers the client, or retries on another node.
             raise
         except ClientGone:
             uconn.close()
-            ctx.access(self.client, head, request, status or 499, sent_body, self.started)
+            ctx.access(self, status or 499, sent_body)
             raise
         if upstream_keep_alive and not reader.parser.trailing_data:
             ctx.pool.put_idle(uconn, upstream.idle_timeout)
         else:
             uconn.close()
-        ctx.access(self.client, head, request, status, sent_body, self.started)
+        ctx.access(self, status, sent_body)
         return keep_client
 
     def _relay_replaced(self, reader: client.ResponseReader, body: Body, status: int,
@@ -599,5 +621,5 @@ class Exchange:
             self.ctx.pool.put_idle(uconn, upstream.idle_timeout)
         else:
             uconn.close()
-        self.ctx.access(self.client, head, self.request, status, len(body), self.started)
+        self.ctx.access(self, status, len(body))
         return keep_client

@@ -26,6 +26,10 @@ from .headers import HeaderList, HeaderValue, header_name, header_value
 if TYPE_CHECKING:
     import socket
 
+RATE_LIMITED = "rate_limiter.rejected"
+"""The ``Context.vars`` key a rate limiter sets when it refuses a request (429), for the
+gateway's count of rejections."""
+
 _METHOD = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # Everything outside visible ASCII is percent-encoded when the target is rebuilt: h11
 # accepts nothing else in a request target, and neither do careful upstreams.

@@ -63,7 +63,7 @@ from typing import Any, Callable
 from ..message.heads import Headers
 from ..shm.buckets import BucketLimit, BucketTable, TakeResult
 from .base import Interceptor, Problem, Problems, register
-from .context import Context, Reply
+from .context import RATE_LIMITED, Context, Reply
 from .headers import header_name
 from .resources import Resources
 
@@ -193,6 +193,7 @@ class RateLimiter(Interceptor):
             ctx.vars[_VAR] = (remaining, self._headers(remaining, result.reset_seconds))
         if result.allowed:
             return None
+        ctx.vars[RATE_LIMITED] = True
         retry_after = max(1, math.ceil(result.retry_after_seconds))
         return Reply(429, _TOO_MANY, [("retry-after", b"%d" % retry_after)])
 

@@ -46,6 +46,7 @@ BUILTINS: Mapping[str, Builtin] = _builtins(
     Builtin("ip_restriction", _I + "ip_restriction:IpRestriction", True),
     Builtin("jwt_auth", _I + "jwt_auth:JwtAuth", True),
     Builtin("key_auth", _I + "key_auth:KeyAuth", True),
+    Builtin("metrics", _I + "metrics:Metrics", False),
     Builtin("native_plugin", _P + "native:NativePlugin", False),
     Builtin("rate_limiter", _I + "rate_limiter:RateLimiter", False),
     Builtin("request_id", _I + "request_id:RequestId", True),

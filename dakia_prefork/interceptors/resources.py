@@ -15,12 +15,15 @@ afterwards, once per chain, by ``Interceptor.attach(resources, ident)``:
   interceptor never names one;
 - ``connect``: a plain connection to a node by its label (``host:port``, ``[v6]:port``,
   ``unix:/path``), for when the proxy gave no ``ctx.node_connect``, a :class:`Connect`;
+- ``metrics``: the Prometheus exposition of this master's metrics, as bytes
+  (``metrics.exposition``, bound in the worker to its segments and config version), for
+  the ``metrics`` interceptor;
 - ``keep(key, make)``: an object that outlives config versions, made once per worker on
   first use (a connection pool: a reload builds new chains but must not open new pools).
 
 Outside a worker (``dakia-master check``, the master's checks, unit tests that build a chain
 without shared memory) ``attach`` gets an empty ``Resources``: ``buckets``, ``fetch`` and
-``connect`` are None. That is why the HTTP client comes from here and not from an import:
+``connect`` are None (and so is ``metrics``). That is why the HTTP client comes from here and not from an import:
 the master builds every chain and must never load ``http/`` (DESIGN.md, "Directions").
 
 The types of what is lent (:class:`Fetched`, :class:`FetchError`, :class:`Sink`) live here
@@ -87,10 +90,12 @@ class Resources:
     """The per-worker resources of interceptors; one instance for the worker's life."""
 
     def __init__(self, buckets: BucketTable | None = None, fetch: Fetch | None = None,
-                 connect: Connect | None = None) -> None:
+                 connect: Connect | None = None,
+                 metrics: Callable[[], bytes] | None = None) -> None:
         self.buckets = buckets
         self.fetch = fetch
         self.connect = connect
+        self.metrics = metrics
         self._kept: dict[Hashable, Any] = {}
 
     def keep(self, key: Hashable, make: Callable[[], T]) -> T:

@@ -38,7 +38,7 @@ class GatewayRouter:
         default_upstream: the upstream marked ``default: true``, or None.
     """
 
-    __slots__ = ("name", "hosts", "filters", "default_upstream", "_routes", "_index")
+    __slots__ = ("name", "hosts", "filters", "default_upstream", "targets", "_routes", "_index")
 
     def __init__(self, gateway: Mapping[str, Any]) -> None:
         self.name: str = gateway["name"]
@@ -63,6 +63,10 @@ class GatewayRouter:
             routes.append((None if filter_name is None else compiled[filter_name],
                            router["upstream"]))
         self._routes = tuple(routes)
+        # The upstream of each index ``match`` returns: one per router, or the default
+        # upstream alone for a gateway without routers.
+        self.targets: tuple[str, ...] = tuple(upstream for _, upstream in routes) if routes \
+            else (() if self.default_upstream is None else (self.default_upstream,))
         self._index = _index_of(
             [None if router.get("filter") is None else bodies[router["filter"]]
              for router in gateway.get("routers") or ()])
@@ -89,6 +93,31 @@ class GatewayRouter:
                 return upstream
             candidates ^= lowest
         return None
+
+
+    def match(self, subject: FilterSubject) -> int:
+        """The index of the first router whose filter holds (into ``targets``), or -1 for
+        no route. A gateway without routers matches index 0, its default upstream, when it
+        has one. ``route`` is ``targets[match(subject)]``."""
+        routes = self._routes
+        if not routes:
+            return -1 if self.default_upstream is None else 0
+        if self._index is None:
+            index = 0
+            for matches, _upstream in routes:
+                if matches is None or matches(subject):
+                    return index
+                index += 1
+            return -1
+        candidates = self._index.candidates(subject)
+        while candidates:
+            lowest = candidates & -candidates
+            index = lowest.bit_length() - 1
+            matches = routes[index][0]
+            if matches is None or matches(subject):
+                return index
+            candidates ^= lowest
+        return -1
 
 
 def _index_of(filters: list[Mapping[str, Any] | None]) -> RouteIndex | None:

@@ -11,14 +11,17 @@ import os
 from dataclasses import dataclass
 
 from .buckets import BucketTable
-from .control import ControlBlock
+from .control import MAX_SLOTS, ControlBlock
 from .counters import CounterTable
+from .metrics import MetricRegions
 from .nodestats import NodeStats
 from .segment import Segment, segment_name
 
 COUNTER_CAPACITY = 4096       # round-robin rotations: one per (gateway, upstream)
 NODE_CAPACITY = 4096          # upstream nodes named over the master's life
 BUCKET_CAPACITY = 65536       # rate-limit buckets: (limiter, key) pairs kept at once
+METRIC_RECORDS = MAX_SLOTS    # one metrics region per control-block record
+METRIC_CAPACITY = 8192        # metric entries per region: ~40 per route used (metrics/keys.py)
 
 
 @dataclass
@@ -27,6 +30,7 @@ class InstanceSegments:
     counters: Segment
     nodes: Segment
     buckets: Segment
+    metrics: Segment
 
     @classmethod
     def create(cls, state_dir: str, master_pid: int) -> "InstanceSegments":
@@ -43,7 +47,11 @@ class InstanceSegments:
             segments = cls(make("control", ControlBlock.SIZE),
                            make("counters", CounterTable.size_for(COUNTER_CAPACITY)),
                            make("nodes", NodeStats.size_for(NODE_CAPACITY)),
-                           make("buckets", BucketTable.size_for(BUCKET_CAPACITY)))
+                           make("buckets", BucketTable.size_for(BUCKET_CAPACITY)),
+                           # Zero-filled, which is a formatted region (all entries free);
+                           # pages a worker never writes to are never allocated.
+                           make("metrics", MetricRegions.size_for(METRIC_RECORDS,
+                                                                  METRIC_CAPACITY)))
         except BaseException:
             for segment in made:
                 segment.unlink()
@@ -54,7 +62,11 @@ class InstanceSegments:
         return segments
 
     def all(self) -> list[Segment]:
-        return [self.control, self.counters, self.nodes, self.buckets]
+        return [self.control, self.counters, self.nodes, self.buckets, self.metrics]
+
+    def metric_regions(self) -> MetricRegions:
+        """The per-worker metric regions in ``metrics`` (shm/metrics.py)."""
+        return MetricRegions(self.metrics, METRIC_RECORDS, METRIC_CAPACITY)
 
     def unlink(self) -> None:
         for segment in self.all():

@@ -21,6 +21,10 @@ go down while the master lives, which is what Prometheus expects of a counter.
 
 Values are integers: durations are counted in microseconds. A full region counts what it
 cannot place in :data:`OVERFLOW_KEY`, which the exposition reports.
+
+Readers that want everything (the exposition) call :meth:`MetricRegions.sums`: a region
+whose writer was never made has no overflow entry (every writer claims it first), so it is
+skipped unread, and a used one is copied in one slice and summed into a dict by key.
 """
 from __future__ import annotations
 
@@ -61,6 +65,29 @@ class MetricRegions:
     def total(self, key: int) -> int:
         """The sum of ``key``'s value over every region."""
         return sum(self._find_value(record, key) for record in range(self.records))
+
+    def used(self, record: int) -> bool:
+        """Whether a writer was ever made for ``record``'s region (its overflow entry is
+        the first one claimed)."""
+        base = record * self.capacity * _ENTRY_WORDS
+        index = OVERFLOW_KEY % self.capacity
+        return bool(self._words[base + index * _ENTRY_WORDS] == OVERFLOW_KEY)
+
+    def sums(self) -> dict[int, int]:
+        """Every claimed key with its value summed over the regions in use."""
+        summed: dict[int, int] = {}
+        words = self._words
+        span = self.capacity * _ENTRY_WORDS
+        for record in range(self.records):
+            if not self.used(record):
+                continue
+            region = words[record * span:(record + 1) * span].tolist()
+            keys = region[0::2]
+            values = region[1::2]
+            for key, value in zip(keys, values):
+                if key:
+                    summed[key] = summed.get(key, 0) + value
+        return summed
 
     def totals(self, keys: Iterable[int]) -> dict[int, int]:
         wanted = list(keys)
@@ -116,6 +143,12 @@ class MetricWriter:
         if not overflow:
             raise ValueError("a metrics region needs room for its overflow entry")
         return self._overflow
+
+    @property
+    def words(self) -> memoryview:
+        """The segment as 64-bit words: ``words[slot] += n`` is ``add`` without the call
+        (for the request path, metrics/recorder.py)."""
+        return self._words
 
     def add(self, slot: int, amount: int = 1) -> None:
         words = self._words

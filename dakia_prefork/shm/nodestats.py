@@ -230,6 +230,21 @@ class NodeStats:
         finally:
             self._table_lock.release()
 
+    def find(self, key: str) -> int | None:
+        """The entry of the node named ``key`` if one was claimed, else None; never claims
+        (for readers: the metrics exposition)."""
+        digest = key_of(key)
+        start = digest % self.capacity
+        buf, size, capacity = self._buf, self._entry, self.capacity
+        for probe in range(capacity):
+            index = (start + probe) % capacity
+            found = _KEY.unpack_from(buf, _HEADER_SIZE + index * size)[0]
+            if found == digest:
+                return index
+            if found == 0:
+                return None
+        return None
+
     # -- in-flight counts (owner of the record; no lock) ---------------------------------
     def begin(self, index: int) -> None:
         """One more request in flight to node ``index`` from this worker."""

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config.model import Limits
 from ..http.engines import Engine
 from ..http.upstream import Resolver, UpstreamPool
-from ..message.heads import RequestHead
-from ..message.request import Request
 from .accesslog import AccessLog
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from ..http.exchange import Exchange
 
 __all__ = ["Limits", "ListenerInfo", "WorkerContext"]
 
@@ -56,10 +58,28 @@ class WorkerContext:
     def access_log(self) -> AccessLog:
         return self.runtime.access_log
 
-    def access(self, peer: str, head: RequestHead, request: Request | None, status: int,
-               sent: int, started: float) -> None:
+    def access(self, exchange: Exchange, status: int, sent: int) -> None:
+        """A request is answered (``status``, ``sent`` body bytes): count it in the
+        metrics of its route and write its access-log line. The one funnel every answered
+        request goes through."""
         self.requests += 1
+        now = time.monotonic()
+        seconds = now - exchange.started
+        upstream_started = exchange.upstream_started
+        upstream_seconds = now - upstream_started if upstream_started else -1.0
+        body = exchange.request_body
+        received = 0 if body is None else body.size
+        metrics = exchange.metrics
+        if metrics is not None:
+            metrics.observe(status, exchange.proxying, seconds, upstream_seconds, received,
+                            sent)
         access_log = self.runtime.access_log
         if access_log.enabled:
-            host = request.host if request is not None else "-"
-            access_log.write(peer, head, host, status, sent, time.monotonic() - started)
+            access_log.write(exchange, status, sent, seconds, upstream_seconds, received)
+
+    def count_unrouted(self, gateway: str, status: int, sent: int) -> None:
+        """Count a request refused before it had a head (malformed, too large, too slow)
+        under the gateway's route ``-``; it has no access-log line."""
+        runtime = self.runtime.gateways.get(gateway)
+        if runtime is not None and runtime.unrouted_metrics is not None:
+            runtime.unrouted_metrics.observe(status, False, 0.0, -1.0, 0, sent)

@@ -3,7 +3,8 @@
 A ``Runtime`` carries the version's typed ``Settings`` (config/model.py: limits, timeouts,
 logs, every other setting) and what is built from them: each gateway's router, upstreams
 (nodes, balancer) and interceptor chain, the HTTP engine new connections parse with, and
-the access log requests are written to. It is immutable once built: a request holds the one
+the access log requests are written to, and the metric slots of each route
+(metrics/recorder.py; ``metrics.enabled`` decides whether there are any). It is immutable once built: a request holds the one
 it started with, and ``Worker`` replaces ``WorkerContext.runtime`` in one assignment on
 reload, so no request ever sees the settings of one version with the rules of another.
 """
@@ -20,11 +21,13 @@ from ..http.upstream import Address, Node, tls_for
 from ..interceptors import Chain, build_chain
 from ..interceptors.resources import Resources
 from ..message.paths import ESCAPED_SLASHES
+from ..metrics.recorder import GatewayMetrics, RouteMetrics
 from ..message.underscores import MODES as UNDERSCORE_MODES
 from ..routing.hosts import HostLookup
 from ..routing.realip import RealIp
 from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
+from ..shm.metrics import MetricWriter
 from ..shm.nodestats import NodeStats
 from .accesslog import AccessLog
 
@@ -81,11 +84,13 @@ class UpstreamRuntime:
 class GatewayRuntime:
     __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
                  "interceptors", "underscores", "merge_slashes", "escaped_slashes",
-                 "forward_raw_path", "real_ip", "proxy_protocol")
+                 "forward_raw_path", "real_ip", "proxy_protocol", "unrouted_metrics",
+                 "route_metrics")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
-                 node_stats: NodeStats | None = None) -> None:
+                 node_stats: NodeStats | None = None,
+                 metrics: MetricWriter | None = None) -> None:
         self.settings = settings
         self.name = settings.name
         spec: dict[str, Any] = dict(settings.spec)
@@ -108,6 +113,15 @@ class GatewayRuntime:
         # The listeners (by label, as the master names them) that read a PROXY header.
         self.proxy_protocol = frozenset(describe_address(a) for a in spec["bind_addresses"]
                                         if a.get("proxy_protocol"))
+        # The request metrics of each route (by router.match's index) and of requests
+        # answered before a route; None when metrics are off (metrics.enabled: false).
+        self.unrouted_metrics: RouteMetrics | None = None
+        self.route_metrics: tuple[RouteMetrics | None, ...] = (None,) * len(
+            self.router.targets)
+        if metrics is not None:
+            made = GatewayMetrics(metrics, spec)
+            self.unrouted_metrics = made.unrouted
+            self.route_metrics = made.routes
 
 
 class Runtime:
@@ -117,12 +131,15 @@ class Runtime:
 
     def __init__(self, version: int, settings: Settings, counters: CounterTable | None,
                  resources: Resources | None = None, node_stats: NodeStats | None = None, *,
-                 access_log: AccessLog | None = None) -> None:
+                 access_log: AccessLog | None = None,
+                 metrics: MetricWriter | None = None) -> None:
         self.version = version
         self.settings = settings
         self.limits: Limits = settings.limits
         self.engine: Engine = select_engine(settings.http_parser)
-        self.gateways = {g.name: GatewayRuntime(i, g, counters, resources, node_stats)
+        # metrics.enabled: false counts nothing (the writer stays, for a later reload).
+        writer = metrics if settings.metrics.enabled else None
+        self.gateways = {g.name: GatewayRuntime(i, g, counters, resources, node_stats, writer)
                          for i, g in enumerate(settings.gateways)}
         # Opened last: nothing above can fail and leave a descriptor behind.
         self.access_log = access_log if access_log is not None else AccessLog.for_settings(

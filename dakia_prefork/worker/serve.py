@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import gevent
 import gevent.event
@@ -31,6 +31,9 @@ from ..shm.nodestats import NodeStats
 from .context import ListenerInfo, WorkerContext
 from .cover import Cover
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from ..metrics.exposition import MetricsReader
 
 log = logging.getLogger("dakia.worker")
 
@@ -69,11 +72,15 @@ class Worker:
         self.counters = CounterTable(segments.counters, pause=_yield)
         self.node_stats = NodeStats(segments.nodes, record=record, pause=_yield)
         self.buckets = BucketTable(segments.buckets, pause=_yield)
+        # This worker's metrics region: record-numbered, so its replacement counts on.
+        self.metrics = segments.metric_regions().writer(record)
+        self.segments = segments
         # What interceptors may use: only a worker has these (interceptors/resources.py).
-        # try_file's fetches read with the engine of the version served at that moment.
+        # try_file's fetches read with the engine of the version served at that moment;
+        # the metrics interceptor renders with the labels of the version served.
         self.resources = Resources(buckets=self.buckets,
                                    fetch=Fetcher(lambda: self.ctx.engine),
-                                   connect=connect_node)
+                                   connect=connect_node, metrics=self._render_metrics)
         settings = Settings.from_config(config)
         # state_dir is restart-only (config/model.py): the store stays where it is.
         self.store = ConfigStore(settings.state_dir)
@@ -97,6 +104,7 @@ class Worker:
         self._room.set()
         self.stopped = gevent.event.Event()
         self.code = 0
+        self._metrics_reader: MetricsReader | None = None
 
     def _build(self, version: int, settings: Settings, current: Runtime | None) -> Runtime:
         """The runtime of ``settings``; it keeps ``current``'s access log when the new
@@ -105,7 +113,16 @@ class Worker:
         if current is not None and current.access_log.matches(settings):
             access_log = current.access_log
         return Runtime(version, settings, self.counters, self.resources, self.node_stats,
-                       access_log=access_log)
+                       access_log=access_log, metrics=self.metrics)
+
+    def _render_metrics(self) -> bytes:
+        """The exposition of every worker's metrics (the ``metrics`` interceptor's);
+        prometheus-client is imported on the first scrape only."""
+        from ..metrics.exposition import MetricsReader
+        reader = self._metrics_reader
+        if reader is None:
+            reader = self._metrics_reader = MetricsReader(self.segments)
+        return reader.render({"gateways": [g.spec for g in self.ctx.runtime.settings.gateways]})
 
     # -- lifecycle -----------------------------------------------------------------------
     def serve(self) -> int:
@@ -283,6 +300,7 @@ class Worker:
                             self.master_pid)
                 self._on_quit()
             self.control.beat(self.record, self.ctx.requests)
+            self.control.set_connections(self.record, self.active)
             self._check_version()
             self.ctx.pool.sweep()        # upstream connections idle past timeouts.idle
             gevent.sleep(HEARTBEAT_SECONDS)

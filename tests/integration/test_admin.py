@@ -83,6 +83,9 @@ def _admin_gateway(gateways, upstreams_specs: list[dict[str, Any]], token_file: 
     admin = Admin(port)
     if start:
         wait_until(lambda: _healthy(admin), 10, "the admin listener")
+        # The master marks itself ready on the turn after its workers are.
+        wait_until(lambda: admin.request("GET", "/ready", auth=False)[0] == 200, 10,
+                   "the gateway to be ready")
     return gw, admin
 
 
@@ -519,3 +522,35 @@ def test_a_hup_reports_its_own_verdict_not_an_admin_change(gateways, upstreams, 
     status, _h, report = admin.json("GET", "/status")
     assert report["master"]["reloads"] == {"ok": 3, "failed": 0}
     assert report["master"]["last_reload"]["origin"] == "HUP"
+
+
+def test_metrics_on_the_admin_listener_count_exactly(gateways, upstreams, token_file):
+    from prometheus_client.parser import text_string_to_metric_families
+    _a, _b, specs = _two_upstreams(upstreams)
+    gw, admin = _admin_gateway(gateways, specs, token_file, workers=2)
+    n = 30
+    assert {_get(gw.port) for _ in range(n)} == {(200, b"A")}
+    wait_until(lambda: sum(w["requests"] for w in gw.workers()) == n, 10,
+               "the workers to report their requests")
+    assert all(w["requests"] > 0 for w in gw.workers()), gw.workers()
+    assert admin.request("GET", "/metrics", auth=False)[0] == 401
+    status, headers, body = admin.request("GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(body.decode())
+               for s in family.samples}
+    requests_total = sum(v for (name, _l), v in samples.items()
+                         if name == "dakia_requests_total")
+    assert requests_total == n
+    assert samples[("dakia_requests_total", (("gateway", "test"), ("route", "default"),
+                                             ("status_class", "2xx"),
+                                             ("upstream", "a")))] == n
+    assert samples[("dakia_config_version", ())] == 1
+    # A change over the API is a reload for the counters, and its version is exposed.
+    assert admin.json("PATCH", "/config", {"graceful_timeout": 5}, headers={
+        "Content-Type": "application/merge-patch+json"})[0] == 200
+    body = admin.request("GET", "/metrics")[2].decode()
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for family in text_string_to_metric_families(body) for s in family.samples}
+    assert got[("dakia_config_version", ())] == 2
+    assert got[("dakia_reloads_total", (("result", "ok"),))] == 1

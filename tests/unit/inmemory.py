@@ -107,8 +107,8 @@ class RecordingLog(AccessLog):
         self.enabled = True
         self.lines: list[tuple[int, int]] = []
 
-    def write(self, peer: str, head: RequestHead, host: str, status: int, sent: int,
-              duration: float) -> None:
+    def write(self, exchange: Any, status: int, sent: int, seconds: float,
+              upstream_seconds: float, received: int) -> None:
         self.lines.append((status, sent))
 
 

@@ -26,6 +26,14 @@ def test_every_scenario_config_is_valid(scenario: str, engine: str, tmp_path: Pa
     assert config["access_log"] == "off"
 
 
+@pytest.mark.parametrize("metrics", [True, False])
+def test_metrics_can_be_turned_on_and_off(metrics: bool, tmp_path: Path) -> None:
+    config = gateway_config("chain", "httptools", 1, 2, str(tmp_path), metrics=metrics)
+    normalised, _ = validate(config, base_dir=str(tmp_path))
+    assert normalised["metrics"] == {"enabled": metrics}
+    assert "metrics" not in gateway_config("chain", "httptools", 1, 2, str(tmp_path))
+
+
 def test_each_gateway_has_its_own_files(tmp_path: Path) -> None:
     configs = [gateway_config(s, e, 1, 2, str(tmp_path))
                for s in GATEWAY_SCENARIOS for e in ("h11", "httptools")]

@@ -142,6 +142,8 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
         "state_dir": str(tmp_path / "var" / "lib" / "dakia"),
         "access_log": "stdout",
         "access_log_format": "combined",
+        "access_log_fields": None,
+        "metrics": {"enabled": True},
         "error_log": "stderr",
         "log_level": "info",
         "upstream_keepalive_pool_size": 128,
@@ -344,7 +346,7 @@ def test_admin_listen_is_normalised() -> None:
     (with_gateway(upstreams=[{"name": "a", "upstream_nodes": [node(wieght=2)]}]),
      "gateways[0].upstreams[0].upstream_nodes[0].wieght: unknown key; did you mean 'weight'?"),
     (with_gateway(routers=[{"upstream": "app", "zzz": 1}]),
-     "gateways[0].routers[0].zzz: unknown key (expected: upstream, filter)"),
+     "gateways[0].routers[0].zzz: unknown key (expected: upstream, filter, name)"),
     (with_gateway(bind_addresses=[{"host": "0.0.0.0", "port": 70000}]),
      "gateways[0].bind_addresses[0].port: 70000 is greater than the maximum of 65535"),
     (with_gateway(bind_addresses=[{"host": "0.0.0.0", "port": 0}]),
@@ -463,8 +465,8 @@ def test_admin_listen_is_normalised() -> None:
      "gateways[0].interceptors[0].filter: no filter named 'nope'"),
     (with_gateway(interceptors=[{"name": "gzip"}]),
      "gateways[0].interceptors[0].name: unknown interceptor 'gzip' (known: basic_auth, "
-     "controller, cors, external_plugin, ip_restriction, jwt_auth, key_auth, native_plugin, "
-     "rate_limiter, request_id, request_rewrite, response_rewrite, server_version, "
+     "controller, cors, external_plugin, ip_restriction, jwt_auth, key_auth, metrics, "
+     "native_plugin, rate_limiter, request_id, request_rewrite, response_rewrite, server_version, "
      "short_circuit, try_file, use_file; or a plugin: class: 'module:Class', or a name "
      "declared in dakia_prefork.interceptors)"),
     (with_gateway(interceptors=[{"name": "cors", "config": [1]}]),

@@ -97,10 +97,15 @@ def gateway_section(scenario: str, port: int, upstream_port: int,
 
 
 def gateway_config(scenario: str, engine: str, port: int, upstream_port: int, tmp: str,
-                   routes: int = ROUTES) -> Config:
-    """The whole config file of one gateway: ``scenario`` on ``engine``, files under ``tmp``."""
-    return config_file(tmp, f"{scenario}-{engine}", engine,
-                       gateway_section(scenario, port, upstream_port, routes))
+                   routes: int = ROUTES, metrics: bool | None = None) -> Config:
+    """The whole config file of one gateway: ``scenario`` on ``engine``, files under ``tmp``.
+    ``metrics`` sets ``metrics.enabled``; None leaves the key out (the gateway's default,
+    and a config an older gateway, without the setting, still reads)."""
+    config = config_file(tmp, f"{scenario}-{engine}", engine,
+                         gateway_section(scenario, port, upstream_port, routes))
+    if metrics is not None:
+        config["metrics"] = {"enabled": metrics}
+    return config
 
 
 def config_file(tmp: str, name: str, engine: str, gateway: Config) -> Config:

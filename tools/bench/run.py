@@ -137,6 +137,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the dakia-master executable of the gateway to measure")
     parser.add_argument("--json", default=os.path.join(ROOT, "var", "bench", "result.json"))
     parser.add_argument("--png", default=os.path.join(ROOT, "var", "bench", "result.png"))
+    parser.add_argument("--metrics", choices=("on", "off", "default"), default="default",
+                        help="metrics.enabled of the gateways measured; default: the key "
+                             "is left out (on, for a gateway that has metrics)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--keep-tmp", action="store_true",
                         help="keep the temp dir (configs, logs) and print where it is")
@@ -190,10 +193,10 @@ def write_config(tmp: str, config: dict[str, Any], name: str) -> str:
 
 
 def start_gateway(procs: Processes, tmp: str, master: str, engine: str, scenario: str,
-                  upstream_port: int) -> Endpoint:
+                  upstream_port: int, metrics: bool | None = None) -> Endpoint:
     port = free_port()
     name = f"{scenario}-{engine}"
-    config = gateway_config(scenario, engine, port, upstream_port, tmp)
+    config = gateway_config(scenario, engine, port, upstream_port, tmp, metrics=metrics)
     path = write_config(tmp, config, name)
     log = os.path.join(tmp, f"master-{name}.log")
     proc = procs.start([master, "start", "-c", path], log, cwd=tmp)
@@ -212,8 +215,9 @@ def start_all(procs: Processes, tmp: str, args: argparse.Namespace,
                 if floor is not None:
                     endpoints.append(floor)
             else:
+                metrics = {"on": True, "off": False}.get(args.metrics)
                 endpoints.append(start_gateway(procs, tmp, args.master, engine, scenario,
-                                               upstream_port))
+                                               upstream_port, metrics))
     return endpoints
 
 
