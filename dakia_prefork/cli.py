@@ -21,6 +21,7 @@ from .config.model import Settings
 from .config.store import ConfigStore
 from .master import pidfile
 from .master.checks import runtime_errors
+from .procs import set_title
 
 _CHECKOUT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "etc", "dakia", "dakia.yaml")
@@ -113,6 +114,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             os.close(ready_w)
         logging.getLogger("dakia.master").error("%s", exc)
         return _fail(str(exc)) if ready_w < 0 else 1
+    set_title(f"master -c {os.path.abspath(args.config)}")
     return master.run()
 
 

@@ -24,7 +24,8 @@ def run_health_checker(config: dict[str, Any], version: int, segments: Any) -> N
     for sig in _MASTER_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
-    from ..procs import die_with_parent, orphaned
+    from ..procs import die_with_parent, orphaned, set_title
+    set_title("health")
     from ..shm.control import ControlBlock
     master = ControlBlock(segments.control).master_pid     # not getppid(): it may be 1 now
     die_with_parent(signal.SIGTERM)
