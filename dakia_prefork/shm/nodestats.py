@@ -230,6 +230,20 @@ class NodeStats:
         finally:
             self._table_lock.release()
 
+    def find(self, key: str) -> int | None:
+        """The entry of the node named ``key`` if one was claimed, else None; never claims
+        (a reader such as ``status`` must not fill the table with nodes nobody uses)."""
+        digest = key_of(key)
+        start = digest % self.capacity
+        for probe in range(self.capacity):
+            index = (start + probe) % self.capacity
+            found = _KEY.unpack_from(self._buf, _HEADER_SIZE + index * self._entry)[0]
+            if found == digest:
+                return index
+            if found == 0:
+                return None
+        return None
+
     # -- in-flight counts (owner of the record; no lock) ---------------------------------
     def begin(self, index: int) -> None:
         """One more request in flight to node ``index`` from this worker."""
