@@ -268,6 +268,8 @@ class Master:
         elif sig == signal.SIGUSR1:
             reopen_logs()
             self._signal_workers(signal.SIGUSR1)
+            if self.checker is not None:
+                self.spawner.kill(self.checker, signal.SIGUSR1)     # it logs too
             log.info("USR1: log files reopened")
         elif sig == signal.SIGUSR2:
             self.upgrade()
