@@ -77,10 +77,19 @@ def cmd_start(args: argparse.Namespace) -> int:
     running = find_master(config)
     if running is not None:
         return _fail(f"already running (pid {running.pid}, {running.pid_file})")
-    from .logs import setup_logging
+    from .logs import detach_stdio, detached, detached_target_problem, setup_logging
     from .master.arbiter import Master, StartError
 
     settings = Settings.from_config(config)
+    # --daemon, or a new master exec'd by a daemon's binary upgrade (stdio on /dev/null).
+    detach = args.daemon or detached()
+    problems = [problem for problem in (
+        detached_target_problem("error_log", settings.error_log, detach),
+        detached_target_problem("access_log", settings.access_log, detach)) if problem]
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return _fail("not started: a daemon needs its logs in files")
     try:
         setup_logging(settings)
     except OSError as exc:
@@ -103,7 +112,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
-        _detach_stdio()
+        detach_stdio()
     try:
         master = Master(os.path.abspath(args.config), config, args.workers, ready_fd=ready_w,
                         settings=settings)
@@ -137,13 +146,6 @@ def _read_ready(fd: int, timeout: float) -> str | None:
             chunks.append(chunk)
     finally:
         os.close(fd)
-
-
-def _detach_stdio() -> None:
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from typing import Any, Callable, NoReturn
 from ..config import ConfigError, load
 from ..config.model import NotApplied, Settings, keeping_running, restart_only_changes
 from ..config.store import ConfigStore
-from ..logs import reopen_logs, setup_logging
+from ..logs import detached, detached_target_problem, reopen_logs, setup_logging
 from ..shm.control import MAX_SLOTS, ControlBlock
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
@@ -821,6 +821,9 @@ def _check_log_file(path: str, key: str) -> None:
     """Fail at start or reload, not in every worker, when a log file cannot be opened for
     appending; raises OSError whose message names the setting."""
     if path in ("stdout", "stderr", "off"):
+        problem = detached_target_problem(key, path, detached())
+        if problem is not None:
+            raise OSError(problem)           # a daemon's stdio is /dev/null
         return
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
