@@ -88,7 +88,9 @@ def test_a_daemons_stderr_is_its_error_log_and_follows_usr1(upstreams, gateways,
     os.kill(master, signal.SIGUSR1)
     wait_until(lambda: all(fd_target(pid, 2) == error_log for pid in (master, worker)), 5,
                "stderr on the new error log")
-    assert any("USR1: log files reopened" in line for line in log_lines(error_log))
+    # The master logs the reopen after it has signalled the workers: it may come later.
+    wait_until(lambda: any("USR1: log files reopened" in line for line in log_lines(error_log)),
+               5, "the master's line in the new error log")
 
 
 def test_a_daemon_refuses_a_reload_or_an_upgrade_to_stderr(upstreams, gateways, request):
