@@ -21,6 +21,7 @@ from .config.model import Settings
 from .config.store import ConfigStore
 from .master import pidfile
 from .master.checks import runtime_errors
+from .procs import set_title
 
 _CHECKOUT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "etc", "dakia", "dakia.yaml")
@@ -76,10 +77,19 @@ def cmd_start(args: argparse.Namespace) -> int:
     running = find_master(config)
     if running is not None:
         return _fail(f"already running (pid {running.pid}, {running.pid_file})")
-    from .logs import setup_logging
+    from .logs import detach_stdio, detached, detached_target_problem, setup_logging
     from .master.arbiter import Master, StartError
 
     settings = Settings.from_config(config)
+    # --daemon, or a new master exec'd by a daemon's binary upgrade (stdio on /dev/null).
+    detach = args.daemon or detached()
+    problems = [problem for problem in (
+        detached_target_problem("error_log", settings.error_log, detach),
+        detached_target_problem("access_log", settings.access_log, detach)) if problem]
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return _fail("not started: a daemon needs its logs in files")
     try:
         setup_logging(settings)
     except OSError as exc:
@@ -102,7 +112,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
-        _detach_stdio()
+        detach_stdio()
     try:
         master = Master(os.path.abspath(args.config), config, args.workers, ready_fd=ready_w,
                         settings=settings)
@@ -113,6 +123,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             os.close(ready_w)
         logging.getLogger("dakia.master").error("%s", exc)
         return _fail(str(exc)) if ready_w < 0 else 1
+    set_title(f"master -c {os.path.abspath(args.config)}")
     return master.run()
 
 
@@ -135,13 +146,6 @@ def _read_ready(fd: int, timeout: float) -> str | None:
             chunks.append(chunk)
     finally:
         os.close(fd)
-
-
-def _detach_stdio() -> None:
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
 
 
 @dataclass(frozen=True)
@@ -360,36 +364,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def status_report(config: dict[str, Any], pid: int) -> dict[str, Any]:
-    from .shm.control import ControlBlock
-    from .shm.segment import Segment, segment_name
-    report: dict[str, Any] = {"master": {"pid": pid}, "workers": []}
-    try:
-        segment = Segment(segment_name(config["state_dir"], pid, "control"), 0, create=False)
-    except Exception as exc:  # noqa: BLE001 - report what we can
-        report["error"] = f"cannot read the control block: {exc}"
-        return report
-    try:
-        control = ControlBlock(segment)
-        now = time.time()
-        report["master"].update(config_version=control.config_version,
-                                uptime=round(now - control.master_started, 1),
-                                ready=control.ready,
-                                vacant_slots=sorted(control.vacant))
-        last = control.last_reload()
-        if last is not None:
-            report["last_reload"] = {key: last.get(key) for key in ("ok", "at", "version",
-                                                                      "errors")}
-        for record in sorted(control.records(), key=lambda r: (r.slot, r.generation)):
-            report["workers"].append({
-                "slot": record.slot, "generation": record.generation, "pid": record.pid,
-                "state": record.state,
-                "config_version": record.config_version,
-                "uptime": round(now - record.started, 1),
-                "requests": record.requests,
-                "last_heartbeat": round(now - record.heartbeat, 1)})
-    finally:
-        segment.close()
-    return report
+    """What ``status --json`` prints for master ``pid`` (see dakia_prefork/status.py)."""
+    from .status import collect
+    return collect(config["state_dir"], pid)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -402,33 +379,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             print(f"dakia-master is not running (pid file {config['pid_file']})")
         return 3
-    pid = running.pid
-    report = status_report({**config, "state_dir": running.state_dir}, pid)
+    report = status_report({**config, "state_dir": running.state_dir}, running.pid)
     if args.json:
         print(json.dumps({"running": True, **report}, indent=2))
         return 0
-    master = report["master"]
-    state = "ready" if master.get("ready") else "starting"
-    print(f"master  pid {pid}  {state}  config v{master.get('config_version', '?')}  "
-          f"uptime {master.get('uptime', '?')}s")
-    if "error" in report:
-        print(report["error"])
-    last = report.get("last_reload")
-    if last is not None:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["at"] or 0))
-        if last["ok"]:
-            print(f"last reload  {when}  ok: config v{last['version']}")
-        else:
-            errors = last["errors"] or ["?"]
-            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            print(f"last reload  {when}  refused: {errors[0]}{more}")
-    if master.get("vacant_slots"):
-        print("vacant slots (covered by the other workers): "
-              + ", ".join(map(str, master["vacant_slots"])))
-    for w in report["workers"]:
-        print(f"worker  slot {w['slot']:<3} pid {w['pid']:<8} {w['state']:<9} "
-              f"config v{w['config_version']:<4} uptime {w['uptime']}s  "
-              f"requests {w['requests']}")
+    from .status import render
+    print("\n".join(render(report)))
     return 0
 
 

@@ -4,10 +4,18 @@
 (they inherit the master's handler at fork): a changed ``error_log`` or ``log_level`` is
 applied, an unchanged one leaves the open file alone. The new file is opened before the old
 handler is dropped, so a target that cannot be opened raises and changes nothing.
+
+A master started with ``--daemon`` has no terminal: its stdout and stderr are /dev/null.
+``stdout`` and ``stderr`` as log targets are refused there (at start, on reload, and in a
+new master exec'd by a binary upgrade, which inherits the mark in its environment) rather
+than lost in silence; and fd 2 is pointed at the error log file, as nginx does, so what is
+written to stderr rather than logged (a worker's crash traceback, a refusal printed by a
+new master during an upgrade) lands in the error log.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from .config.model import Settings
@@ -16,6 +24,12 @@ _FORMAT = "%(asctime)s [%(levelname)s] %(process)d %(name)s: %(message)s"
 _ROOT = "dakia"
 
 _current: tuple[str, str] | None = None      # (error_log, log_level) set up last
+
+# Set in the environment of a master that detached (start --daemon), so that its children
+# and a new master exec'd by a binary upgrade know it too.
+DETACHED_ENV = "DAKIA_DETACHED"
+_EXAMPLE_PATHS = {"error_log": "/var/log/dakia/error.log",
+                  "access_log": "/var/log/dakia/access.log"}
 
 
 def setup_logging(settings: Settings) -> bool:
@@ -39,6 +53,8 @@ def setup_logging(settings: Settings) -> bool:
     root.setLevel(settings.log_level.upper())
     root.propagate = False
     _current = wanted
+    if detached():
+        _stderr_to_error_log()
     return True
 
 
@@ -59,3 +75,44 @@ def reopen_logs() -> None:
                 handler.stream = handler._open()
             finally:
                 handler.release()
+    if detached():
+        _stderr_to_error_log()
+
+
+# -- a master without a terminal (start --daemon) --------------------------------------------
+def detached() -> bool:
+    """Whether this process belongs to a master started with ``--daemon``."""
+    return os.environ.get(DETACHED_ENV) == "1"
+
+
+def detach_stdio() -> None:
+    """In the daemon, once it has left the terminal: stdin and stdout on /dev/null, stderr
+    on the error log file (set up before), and the mark in the environment."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.environ[DETACHED_ENV] = "1"
+    _stderr_to_error_log()
+
+
+def detached_target_problem(key: str, target: str, is_detached: bool) -> str | None:
+    """Why ``key: target`` cannot serve a detached master (its lines would go to
+    /dev/null), with what to set instead; None when it can."""
+    if not is_detached or target not in ("stdout", "stderr"):
+        return None
+    instead = "a file" + (" or off" if key == "access_log" else "")
+    return (f"{key}: {target} is /dev/null for a master started with --daemon, so its "
+            f"lines would be lost; set {key} to {instead} (e.g. {_EXAMPLE_PATHS[key]}), "
+            f"or start in the foreground (systemd, a container or a supervisor keeps "
+            f"{target})")
+
+
+def _stderr_to_error_log() -> None:
+    """Point fd 2 at the error log file (nginx's redirect of stderr): what is written to
+    stderr instead of logged reaches the error log, and follows it on reopen and reload."""
+    for handler in logging.getLogger(_ROOT).handlers:
+        if isinstance(handler, logging.FileHandler) and handler.stream:
+            sys.stderr.flush()
+            os.dup2(handler.stream.fileno(), 2)
+            return

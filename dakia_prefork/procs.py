@@ -1,7 +1,7 @@
 """Processes: whether one is alive (shared by the pid file: is a master running?, and the
-shared-memory sweep: did the master that made this segment die?), and how a child learns
+shared-memory sweep: did the master that made this segment die?), how a child learns
 that its parent died (workers, the health checker and the config loader must not outlive
-their master)."""
+their master), and the title each shows in ps and top."""
 from __future__ import annotations
 
 import os
@@ -46,3 +46,20 @@ def orphaned(parent: int) -> bool:
     """True once ``parent`` is no longer our parent: it died and we were re-parented (to
     pid 1 or a subreaper). The fallback where the death signal did not arrive."""
     return os.getppid() != parent
+
+
+# -- process titles -----------------------------------------------------------------------
+TITLE_PREFIX = "dakia"
+
+
+def set_title(role: str) -> None:
+    """Show this process as ``dakia <role>`` in ps, top and /proc/<pid>/cmdline (as nginx's
+    "nginx: worker process" and gunicorn's "gunicorn: worker"), so an operator tells the
+    master, the workers and the helpers apart without reading pids from ``status``.
+
+    Roles in use: ``master -c <config>``, ``worker <slot>``, ``health``, ``config loader``
+    (and ``admin`` for the admin process). Each process calls it for itself, right after
+    fork: the title lives in the process's own argv memory, which a fork copies.
+    """
+    import setproctitle
+    setproctitle.setproctitle(f"{TITLE_PREFIX} {role}")

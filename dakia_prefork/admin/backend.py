@@ -24,6 +24,7 @@ from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 
 from ..config.store import ConfigStore
+from ..status import collect
 from ..shm.control import ControlBlock
 from .api import Outcome, Version
 from .channel import ChannelError, LineReader, encode
@@ -127,20 +128,8 @@ class MasterBackend:
         return self._store.versions()
 
     def status(self) -> dict[str, Any]:
-        control = self._control
-        ok, failed = control.reloads
-        return {
-            "master": {"pid": control.master_pid, "started": control.master_started,
-                       "config_version": control.config_version, "ready": self.ready(),
-                       "reloads": {"ok": ok, "failed": failed},
-                       "worker_restarts": control.worker_restarts,
-                       "last_reload": control.last_reload()},
-            "workers": [{"pid": r.pid, "slot": r.slot, "state": r.state,
-                         "config_version": r.config_version, "requests": r.requests,
-                         "connections": r.connections,
-                         "heartbeat_age": round(max(0.0, time.time() - r.heartbeat), 3)}
-                        for r in sorted(control.records(), key=lambda r: r.slot)],
-        }
+        """The report of ``dakia-master status --json``: one source for both."""
+        return collect(self._store.state_dir, self._control.master_pid)
 
     def ready(self) -> bool:
         control = self._control

@@ -24,8 +24,9 @@ def run_admin(listener: _stdlib_socket.socket, channel: _stdlib_socket.socket,
     for sig in _MASTER_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
-    from ..procs import die_with_parent
+    from ..procs import die_with_parent, set_title
     from ..shm.control import ControlBlock
+    set_title("admin")
     master = ControlBlock(segments.control).master_pid
     die_with_parent(signal.SIGTERM)
     from gevent import monkey

@@ -27,6 +27,7 @@ _SOURCE_SUFFIX = ".source.json"
 
 class ConfigStore:
     def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
         self.directory = os.path.join(state_dir, "config")
 
     def path(self, version: int) -> str:

@@ -39,12 +39,13 @@ from typing import Any, Callable
 import gevent
 
 from ..balance import node_key
-from ..config.model import HealthCheckSettings
+from ..config.model import HealthCheckSettings, Settings
 from ..config.store import ConfigStore
 from ..http.client import open_upstream, request
 from ..http.engines import Engine, select_engine
 from ..http.errors import UpstreamFailed
 from ..http.upstream import Node, Resolver
+from ..logs import reopen_logs, setup_logging
 from ..shm.control import ControlBlock
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import HEALTH_NAMES, NodeStats
@@ -215,6 +216,10 @@ class HealthChecker:
         gevent.signal_handler(signal.SIGTERM, self._stop)
         gevent.signal_handler(signal.SIGINT, self._stop)
         gevent.signal_handler(signal.SIGQUIT, self._stop)
+        gevent.signal_handler(signal.SIGUSR1, reopen_logs)
+        # A USR1 that came before the handler (ignored meanwhile: health/main.py) found the
+        # error log inherited from the master: reopen it once now, by its path.
+        reopen_logs()
         log.info("health checker %d: checking %d node(s) (config v%d)", self.pid,
                  len(self.checks.targets), self.version)
         while not self.stopped:
@@ -238,6 +243,12 @@ class HealthChecker:
         return 0
 
     def _load(self, version: int, config: dict[str, Any]) -> None:
+        try:
+            # The version's error_log and log_level, as the master and the workers apply them.
+            setup_logging(Settings.from_config(config))
+        except OSError as exc:
+            log.error("health checker: error_log: cannot open %s: %s; logging where it did",
+                      config["error_log"], exc.strerror or exc)
         try:
             self.checks.apply(config)
         except Exception as exc:  # noqa: BLE001 - keep checking what we had

@@ -23,8 +23,11 @@ def run_health_checker(config: dict[str, Any], version: int, segments: Any) -> N
     """Check until told to stop, then ``os._exit``: never returns into the master's code."""
     for sig in _MASTER_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
+    # USR1 (reopen the logs) kills by default: ignored until the checker's handler is in.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
-    from ..procs import die_with_parent, orphaned
+    from ..procs import die_with_parent, orphaned, set_title
+    set_title("health")
     from ..shm.control import ControlBlock
     master = ControlBlock(segments.control).master_pid     # not getppid(): it may be 1 now
     die_with_parent(signal.SIGTERM)

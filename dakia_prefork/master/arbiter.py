@@ -63,7 +63,7 @@ from ..config.bounds import read_bounded
 from ..config.source import is_json_path, parse_document, render_document
 from ..config.model import NotApplied, Settings, keeping_running, restart_only_changes
 from ..config.store import ConfigStore
-from ..logs import reopen_logs, setup_logging
+from ..logs import detached, detached_target_problem, reopen_logs, setup_logging
 from ..shm.control import MAX_SLOTS, ControlBlock
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
@@ -298,6 +298,8 @@ class Master:
         elif sig == signal.SIGUSR1:
             reopen_logs()
             self._signal_workers(signal.SIGUSR1)
+            if self.checker is not None:
+                self.spawner.kill(self.checker, signal.SIGUSR1)     # it logs too
             log.info("USR1: log files reopened")
         elif sig == signal.SIGUSR2:
             self.upgrade()
@@ -1093,6 +1095,9 @@ def _check_log_file(path: str, key: str) -> None:
     """Fail at start or reload, not in every worker, when a log file cannot be opened for
     appending; raises OSError whose message names the setting."""
     if path in ("stdout", "stderr", "off"):
+        problem = detached_target_problem(key, path, detached())
+        if problem is not None:
+            raise OSError(problem)           # a daemon's stdio is /dev/null
         return
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))

@@ -37,7 +37,7 @@ from typing import Any, Callable, NoReturn
 
 from ..config.errors import excerpt
 from ..config.model import ConfigLoadSettings
-from ..procs import die_with_parent
+from ..procs import die_with_parent, set_title
 
 log = logging.getLogger("dakia.master")
 
@@ -183,6 +183,7 @@ def _child(w: int, path: str, limits: ConfigLoadSettings, in_child: Callable[[],
                     signal.SIGTTOU, signal.SIGWINCH):
             signal.signal(sig, signal.SIG_DFL)
         die_with_parent(signal.SIGKILL)
+        set_title("config loader")
         in_child()
         # Made before the limit: once memory is short, even this message may not be.
         out_of_memory = json.dumps({"errors": [

@@ -232,7 +232,8 @@ class NodeStats:
 
     def find(self, key: str) -> int | None:
         """The entry of the node named ``key`` if one was claimed, else None; never claims
-        (for readers: the metrics exposition)."""
+        (for readers, the metrics exposition and ``status``, which must not fill
+        the table with nodes nobody uses)."""
         digest = key_of(key)
         start = digest % self.capacity
         buf, size, capacity = self._buf, self._entry, self.capacity

@@ -44,8 +44,9 @@ def run_worker(slot: int, record: int, listeners: list[tuple[_stdlib_socket.sock
     for sig in _MASTER_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
-    from ..procs import die_with_parent
+    from ..procs import die_with_parent, set_title
     die_with_parent(signal.SIGQUIT)
+    set_title(f"worker {slot}")
     from gevent import monkey
     monkey.patch_all()
     code = 1

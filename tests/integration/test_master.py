@@ -165,6 +165,7 @@ def test_start_refuses_a_port_in_use(gateways):
 def test_daemon_mode(upstreams, gateways):
     up = upstreams()
     gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], start=False)
+    gw.config["error_log"] = os.path.join(gw.tmp, "error.log")   # a daemon has no stderr
     gw.write_config()
     result = gw.cli("start", "--daemon", timeout=30)
     assert result.returncode == 0, result.stderr

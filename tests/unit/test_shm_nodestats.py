@@ -198,3 +198,12 @@ def test_an_unformatted_segment_is_refused(tmp_path):
     finally:
         seg.unlink()
         seg.close()
+
+
+def test_find_sees_claimed_entries_and_never_claims(segment):
+    stats = NodeStats(segment)
+    assert stats.find("gw/app/a:1") is None
+    assert stats.used() == 0                      # a reader leaves the table as it was
+    claimed = [stats.index_for(f"gw/app/n{i}:1") for i in range(12)]
+    assert [stats.find(f"gw/app/n{i}:1") for i in range(12)] == claimed
+    assert stats.find("gw/app/a:1") is None and stats.used() == 12
