@@ -44,7 +44,7 @@ def test_stop_with_cli_removes_pid_file_and_segments(upstreams, gateways):
     gw = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}], workers=2)
     state_dir = gw.config["state_dir"]
     roles = sorted(name.rsplit("-", 1)[1] for name in _segments(state_dir))
-    assert roles == ["buckets", "control", "counters", "nodes"]
+    assert roles == ["buckets", "control", "counters", "metrics", "nodes"]
     result = gw.cli("stop")
     assert result.returncode == 0, result.stderr
     assert gw.process.wait(10) == 0
