@@ -23,6 +23,8 @@ def run_admin(listener: _stdlib_socket.socket, channel: _stdlib_socket.socket,
     """Serve the admin API until told to stop, then ``os._exit``."""
     for sig in _MASTER_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
+    # USR1 (reopen the logs) kills by default: ignored until the process's handler is in.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
     from ..procs import die_with_parent, set_title
     from ..shm.control import ControlBlock

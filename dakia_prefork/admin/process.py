@@ -22,6 +22,7 @@ from ..config import ConfigError
 from ..config.model import AdminSettings, Settings
 from ..config.source import parse_document
 from ..config.store import ConfigStore
+from ..logs import reopen_logs, setup_logging
 from ..metrics.exposition import MetricsReader
 from ..procs import alive, orphaned
 from ..shm.control import ControlBlock
@@ -83,6 +84,8 @@ class AdminProcess:
     def serve(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
             gevent.signal_handler(sig, self._stop.set)
+        gevent.signal_handler(signal.SIGUSR1, reopen_logs)
+        reopen_logs()           # a USR1 that came before the handler was ignored
         pool = Pool(MAX_CONNECTIONS)
         acceptor = gevent.spawn(self._accept_loop, pool)
         watcher = gevent.spawn(self._watch)
@@ -122,6 +125,10 @@ class AdminProcess:
         except (OSError, ValueError) as exc:
             log.error("admin: cannot read v%d: %s", version, exc)
             return
+        try:
+            setup_logging(settings)      # a reload's error_log and log_level, as the master
+        except OSError as exc:
+            log.error("admin: error_log: cannot open %s: %s", settings.error_log, exc)
         if settings.admin is None:
             return                       # the master stops this process
         try:

@@ -300,6 +300,8 @@ class Master:
             self._signal_workers(signal.SIGUSR1)
             if self.checker is not None:
                 self.spawner.kill(self.checker, signal.SIGUSR1)     # it logs too
+            if self.admin is not None and self.admin.pid is not None:
+                self.spawner.kill(self.admin.pid, signal.SIGUSR1)   # so does the admin API
             log.info("USR1: log files reopened")
         elif sig == signal.SIGUSR2:
             self.upgrade()

@@ -557,3 +557,50 @@ def test_metrics_on_the_admin_listener_count_exactly(gateways, upstreams, token_
            for family in text_string_to_metric_families(body) for s in family.samples}
     assert got[("dakia_config_version", ())] == 2
     assert got[("dakia_reloads_total", (("result", "ok"),))] == 1
+
+
+def test_the_admin_process_reopens_the_error_log_on_usr1_and_follows_a_reload(
+        gateways, upstreams, token_file, tmp_path):
+    import signal
+    error_log = str(tmp_path / "error.log")
+    _a, _b, specs = _two_upstreams(upstreams)
+    gw, admin = _admin_gateway(gateways, specs, token_file, workers=1,
+                               extra={"error_log": error_log})
+
+    def audit_in(path: str, version: int) -> bool:
+        try:
+            with open(path) as f:
+                return f"-> v{version}" in f.read()
+        except FileNotFoundError:
+            return False
+
+    patch = {"Content-Type": "application/merge-patch+json"}
+    rotated = error_log + ".1"
+    os.rename(error_log, rotated)            # what logrotate does before its postrotate
+    gw.signal(signal.SIGUSR1)
+    wait_until(lambda: os.path.exists(error_log), 5, "the master to reopen the error log")
+    # A change's audit line is written by the admin process: it must land in the new file.
+    # (USR1 reaches it a moment after the master: patch until one lands there.)
+    versions = iter(range(2, 40))
+
+    def audited_anew() -> bool:
+        version = next(versions)
+        assert admin.json("PATCH", "/config", {"graceful_timeout": version}, headers=patch)[2][
+            "version"] == version
+        return audit_in(error_log, version)
+    wait_until(audited_anew, 10, "an audit line in the reopened error log", interval=0.1)
+    size = os.path.getsize(rotated)
+    # A reload that moves the error log: the admin process follows it too.
+    moved = str(tmp_path / "moved.log")
+    status, _h, answer = admin.json("PATCH", "/config", {"error_log": moved}, headers=patch)
+    assert status == 200, answer
+    wait_until(lambda: os.path.exists(moved), 5, "the new error log")
+    version = answer["version"]
+
+    def audited_in_moved() -> bool:
+        nonlocal version
+        version += 1
+        admin.json("PATCH", "/config", {"graceful_timeout": version}, headers=patch)
+        return audit_in(moved, version)
+    wait_until(audited_in_moved, 10, "an audit line in the moved error log", interval=0.2)
+    assert os.path.getsize(rotated) == size
