@@ -1,10 +1,48 @@
 """Processes: whether one is alive (shared by the pid file: is a master running?, and the
 shared-memory sweep: did the master that made this segment die?), how a child learns
 that its parent died (workers, the health checker and the config loader must not outlive
-their master), and the title each shows in ps and top."""
+their master), the title each shows in ps and top, and how a child of the master starts
+(the master's signal handlers undone) and ends (``os._exit``, never back into the
+master's code)."""
 from __future__ import annotations
 
 import os
+import signal
+import sys
+from typing import Callable, NoReturn
+
+MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
+                  signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTTIN,
+                  signal.SIGTTOU, signal.SIGWINCH)
+"""The signals the master handles; a child it forks starts with their default actions."""
+
+
+def reset_master_signals(*, ignore_usr1: bool = False) -> None:
+    """In a child right after fork: the master's handlers and wakeup fd undone. With
+    ``ignore_usr1``, USR1 (reopen the logs, which kills by default) is ignored until the
+    child installs its own handler."""
+    for sig in MASTER_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    if ignore_usr1:
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.set_wakeup_fd(-1)
+
+
+def exit_with(body: Callable[[], int]) -> NoReturn:
+    """Run a child's ``body`` and ``os._exit`` with its code (1 if it raised, after
+    printing the traceback): a child of the master never unwinds into the master's loop."""
+    code = 1
+    try:
+        code = body()
+    except BaseException:  # noqa: BLE001 - whatever happened, the child ends here
+        import traceback
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 def alive(pid: int) -> bool:

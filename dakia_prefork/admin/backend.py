@@ -24,6 +24,7 @@ from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 
 from ..config.store import ConfigStore
+from ..files import remove_quietly, write_all
 from ..status import collect
 from ..shm.control import ControlBlock
 from .api import Outcome, Version
@@ -189,17 +190,12 @@ class MasterBackend:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
             finally:
                 os.close(fd)
             return self._call({**message, "path": path})
         finally:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            remove_quietly(path)
 
     def _call(self, message: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -7,42 +7,25 @@ finished, up to a few seconds).
 """
 from __future__ import annotations
 
-import os
 import signal
 import socket as _stdlib_socket
-import sys
 from typing import Any, NoReturn
 
-_MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
-                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTTIN,
-                   signal.SIGTTOU, signal.SIGWINCH)
+from ..procs import die_with_parent, exit_with, reset_master_signals, set_title
 
 
 def run_admin(listener: _stdlib_socket.socket, channel: _stdlib_socket.socket,
               config: dict[str, Any], segments: Any) -> NoReturn:
     """Serve the admin API until told to stop, then ``os._exit``."""
-    for sig in _MASTER_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    # USR1 (reopen the logs) kills by default: ignored until the process's handler is in.
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    signal.set_wakeup_fd(-1)
-    from ..procs import die_with_parent, set_title
+    reset_master_signals(ignore_usr1=True)     # until the process's USR1 handler is in
     from ..shm.control import ControlBlock
     set_title("admin")
     master = ControlBlock(segments.control).master_pid
     die_with_parent(signal.SIGTERM)
     from gevent import monkey
     monkey.patch_all()
-    code = 1
-    try:
+
+    def serve() -> int:
         from .process import AdminProcess
-        code = AdminProcess(listener, channel, config, segments, master).serve()
-    except BaseException:  # noqa: BLE001 - never unwind into the master's loop
-        import traceback
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        return AdminProcess(listener, channel, config, segments, master).serve()
+    exit_with(serve)

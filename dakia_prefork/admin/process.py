@@ -22,6 +22,7 @@ from ..config import ConfigError
 from ..config.model import AdminSettings, Settings
 from ..config.source import parse_document
 from ..config.store import ConfigStore
+from ..files import remove_quietly
 from ..logs import reopen_logs, setup_logging
 from ..metrics.exposition import MetricsReader
 from ..procs import alive, orphaned
@@ -151,10 +152,7 @@ def _remove_stale_candidates(directory: str) -> None:
             continue
         if alive(int(parts[1])):
             continue                  # an admin process being replaced is still answering
-        try:
-            os.unlink(os.path.join(directory, name))
-        except OSError:
-            pass
+        remove_quietly(os.path.join(directory, name))
 
 
 

@@ -19,6 +19,7 @@ import os
 import re
 from typing import Any
 
+from ..files import remove_quietly, write_all
 from . import dump_normalised
 
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
@@ -57,12 +58,12 @@ class ConfigStore:
             try:
                 self._write_file(self.source_path(version), dump_normalised(source).encode())
             except OSError:
-                self._unlink(self.source_path(version))
+                remove_quietly(self.source_path(version))
                 raise
         try:
             self._write_file(self.path(version), dump_normalised(config).encode())
         except OSError:
-            self._unlink(self.source_path(version))
+            remove_quietly(self.source_path(version))
             raise
         self.prune(keep)
         return version
@@ -72,16 +73,14 @@ class ConfigStore:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.rename(tmp, path)
         except OSError:
             # Disk full half-way, say: leave no partial temp file behind.
-            self._unlink(tmp)
+            remove_quietly(tmp)
             raise
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
@@ -89,18 +88,12 @@ class ConfigStore:
         finally:
             os.close(dir_fd)
 
-    @staticmethod
-    def _unlink(path: str) -> None:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
 
     def discard(self, version: int) -> None:
         """Remove a version that was written but never published (a reload refused after
         writing it); a failure is ignored, the next write simply takes a higher number."""
-        self._unlink(self.path(version))
-        self._unlink(self.source_path(version))
+        remove_quietly(self.path(version))
+        remove_quietly(self.source_path(version))
 
     def read(self, version: int) -> dict[str, Any]:
         with open(self.path(version), encoding="utf-8") as f:
@@ -117,5 +110,5 @@ class ConfigStore:
 
     def prune(self, keep: int) -> None:
         for version in self.versions()[:-keep] if keep > 0 else []:
-            self._unlink(self.path(version))
-            self._unlink(self.source_path(version))
+            remove_quietly(self.path(version))
+            remove_quietly(self.source_path(version))

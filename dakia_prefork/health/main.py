@@ -11,30 +11,22 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from typing import Any, NoReturn
 
-_MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
-                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTTIN,
-                   signal.SIGTTOU, signal.SIGWINCH)
+from ..procs import die_with_parent, exit_with, orphaned, reset_master_signals, set_title
 
 
 def run_health_checker(config: dict[str, Any], version: int, segments: Any) -> NoReturn:
     """Check until told to stop, then ``os._exit``: never returns into the master's code."""
-    for sig in _MASTER_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    # USR1 (reopen the logs) kills by default: ignored until the checker's handler is in.
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    signal.set_wakeup_fd(-1)
-    from ..procs import die_with_parent, orphaned, set_title
+    reset_master_signals(ignore_usr1=True)     # until the checker's USR1 handler is in
     set_title("health")
     from ..shm.control import ControlBlock
     master = ControlBlock(segments.control).master_pid     # not getppid(): it may be 1 now
     die_with_parent(signal.SIGTERM)
     from gevent import monkey
     monkey.patch_all()
-    code = 1
-    try:
+
+    def check() -> int:
         import gevent
 
         def watch_master() -> None:
@@ -43,13 +35,5 @@ def run_health_checker(config: dict[str, Any], version: int, segments: Any) -> N
             os._exit(0)         # nothing to drain: checks are only reads
         gevent.spawn(watch_master)
         from .checker import HealthChecker
-        code = HealthChecker(config, version, segments).serve()
-    except BaseException:  # noqa: BLE001 - never unwind into the master's loop
-        import traceback
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        return HealthChecker(config, version, segments).serve()
+    exit_with(check)

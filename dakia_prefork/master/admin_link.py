@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import socket
 from typing import Any, Callable
 
@@ -136,10 +135,3 @@ class AdminLink:
                 self.close_channel()
                 return
             del self._out[:sent]
-
-
-def remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

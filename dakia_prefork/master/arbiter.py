@@ -69,7 +69,8 @@ from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
 from ..shm.segment import sweep_stale
 from . import pidfile, sdnotify
-from .admin_link import AdminLink, remove_quietly
+from ..files import remove_quietly, write_all
+from .admin_link import AdminLink
 from .checks import runtime_errors
 from .reloader import Loaded, ReloadJob
 from .spawner import OsSpawner, Spawner
@@ -1065,9 +1066,7 @@ def _write_beside(path: str, data: bytes) -> str:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         os.fsync(fd)
     except OSError:
         os.close(fd)

@@ -37,7 +37,8 @@ from typing import Any, Callable, NoReturn
 
 from ..config.errors import excerpt
 from ..config.model import ConfigLoadSettings
-from ..procs import die_with_parent, set_title
+from ..files import write_all
+from ..procs import die_with_parent, reset_master_signals, set_title
 
 log = logging.getLogger("dakia.master")
 
@@ -177,11 +178,7 @@ def _child(w: int, path: str, limits: ConfigLoadSettings, in_child: Callable[[],
            load: Callable[[str], Loaded]) -> NoReturn:
     code = 3
     try:
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
-                    signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTTIN,
-                    signal.SIGTTOU, signal.SIGWINCH):
-            signal.signal(sig, signal.SIG_DFL)
+        reset_master_signals()
         die_with_parent(signal.SIGKILL)
         set_title("config loader")
         in_child()
@@ -194,9 +191,9 @@ def _child(w: int, path: str, limits: ConfigLoadSettings, in_child: Callable[[],
         resource.setrlimit(resource.RLIMIT_AS, (limits.max_memory_bytes,
                                                 limits.max_memory_bytes))
         try:
-            _write_all(w, _verdict_of(path, load))
+            write_all(w, _verdict_of(path, load))
         except MemoryError:
-            _write_all(w, out_of_memory)
+            write_all(w, out_of_memory)
         code = 0
     except BaseException:  # noqa: BLE001 - never unwind into the master's code
         code = 4
@@ -216,9 +213,3 @@ def _verdict_of(path: str, load: Callable[[str], Loaded]) -> bytes:
         return json.dumps({"errors": loaded.errors}).encode()
     return json.dumps({"config": loaded.config, "notices": loaded.notices,
                        "source": loaded.source, "persisted": loaded.persisted}).encode()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

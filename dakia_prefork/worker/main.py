@@ -23,15 +23,11 @@ its next heartbeat.
 """
 from __future__ import annotations
 
-import os
 import signal
 import socket as _stdlib_socket
-import sys
 from typing import Any, NoReturn
 
-_MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT,
-                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTTIN,
-                   signal.SIGTTOU, signal.SIGWINCH)
+from ..procs import die_with_parent, exit_with, reset_master_signals, set_title
 
 
 def run_worker(slot: int, record: int, listeners: list[tuple[_stdlib_socket.socket, Any]],
@@ -41,24 +37,13 @@ def run_worker(slot: int, record: int, listeners: list[tuple[_stdlib_socket.sock
 
     ``spare``: the other slots' sockets, served only while the master marks their slot
     vacant (worker/cover.py)."""
-    for sig in _MASTER_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    signal.set_wakeup_fd(-1)
-    from ..procs import die_with_parent, set_title
+    reset_master_signals()
     die_with_parent(signal.SIGQUIT)
     set_title(f"worker {slot}")
     from gevent import monkey
     monkey.patch_all()
-    code = 1
-    try:
+
+    def serve() -> int:
         from .serve import Worker
-        code = Worker(slot, record, listeners, config, version, segments, spare).serve()
-    except BaseException:  # noqa: BLE001 - a worker must never unwind into the master's loop
-        import traceback
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        return Worker(slot, record, listeners, config, version, segments, spare).serve()
+    exit_with(serve)

@@ -361,19 +361,12 @@ def test_a_killed_admin_process_is_respawned_and_its_leftovers_removed(gateways,
 
 
 def _admin_pid(gw: Gateway) -> int | None:
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid != gw.master_pid:
-            continue
-        workers = {w["pid"] for w in gw.workers()}
-        if int(name) not in workers and _listens_on_admin(int(name), gw):
-            return int(name)
+    """The master's child that listens on the admin address (not a worker)."""
+    from .test_process_titles import children
+    workers = {w["pid"] for w in gw.workers()}
+    for pid in children(gw.master_pid) - workers:
+        if _listens_on_admin(pid, gw):
+            return pid
     return None
 
 
