@@ -158,6 +158,11 @@ def test_process_metrics_reloads_restarts_connections_and_nodes(upstreams, gatew
     # The renamed router is labelled by its new name.
     assert _value(samples, "dakia_requests_total", route="api-v2") == 1
     counted_before = _value(samples, "dakia_requests_total")
+    # That scrape is counted once it is answered, a moment after the client has its body.
+    # A kill in that moment would lose the count (the one increment a killed worker may
+    # lose), so wait for the heartbeats to report it first: the request counter they
+    # carry is raised in the same step, with no switch between, as the metrics.
+    _served_by_each(gw, int(counted_before) + 1)
 
     # A worker killed: the restart is counted, and its counts survive it.
     victim = gw.workers()[0]["pid"]
