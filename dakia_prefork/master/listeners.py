@@ -15,7 +15,9 @@ SO_REUSEPORT socket on the same address, which the kernel allows because we own 
 
 SO_REUSEPORT would silently let a second gateway of the same user share our port, so each
 TCP address is first probed with a plain bind: if anything holds it, start fails with
-"address already in use" as it would without reuseport.
+"address already in use" as it would without reuseport. The probe and the binds after it
+are one step for this user's masters: two started at once could otherwise both find the
+port free and both bind it. They take turns through :func:`bind_window`.
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ import errno
 import os
 import socket
 import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,15 +128,44 @@ def _tcp_socket(family: int, sockaddr: tuple[Any, ...], reuseport: bool) -> sock
     return sock
 
 
+BIND_WINDOW_WAIT = 5.0
+"""Seconds to wait for another master's probe and binds before going on without the turn."""
+
+
+@contextmanager
+def bind_window(wait: float = BIND_WINDOW_WAIT) -> Iterator[None]:
+    """Hold this user's turn to probe and bind TCP listeners.
+
+    The turn is an abstract unix-domain socket name, bound for the length of the step: no
+    file to leave behind, and the kernel frees the name when its holder dies, however it
+    dies. A name held for longer than ``wait`` (another user squatting on it, say) is not
+    waited for: the step then goes on as it would without the turn."""
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                holder.bind(f"\0dakia-prefork-bind-{os.getuid()}")
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.005)
+        yield
+    finally:
+        holder.close()
+
+
 def _bind_tcp(spec: ListenerSpec, slots: int) -> list[socket.socket]:
     family, sockaddr = _resolve(spec.host, spec.port)
     sockets: list[socket.socket] = []
     try:
-        _tcp_socket(family, sockaddr, reuseport=False).close()
-        for _ in range(slots):
-            sock = _tcp_socket(family, sockaddr, reuseport=True)
-            sockets.append(sock)
-            sock.listen(BACKLOG)
+        with bind_window():
+            _tcp_socket(family, sockaddr, reuseport=False).close()
+            for _ in range(slots):
+                sock = _tcp_socket(family, sockaddr, reuseport=True)
+                sockets.append(sock)
+                sock.listen(BACKLOG)
     except OSError as exc:
         for sock in sockets:
             sock.close()
