@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..acme.storage import AcmeStorage
 from ..balance import Balancer, PassiveHealth, make_balancer
 from ..config.addresses import describe_address
 from ..config.model import GatewaySettings, Limits, NodeSettings, Settings, UpstreamSettings
@@ -85,7 +86,7 @@ class GatewayRuntime:
     __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
                  "interceptors", "underscores", "merge_slashes", "escaped_slashes",
                  "forward_raw_path", "real_ip", "proxy_protocol", "unrouted_metrics",
-                 "route_metrics")
+                 "route_metrics", "acme_challenges")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
@@ -113,6 +114,10 @@ class GatewayRuntime:
         # The listeners (by label, as the master names them) that read a PROXY header.
         self.proxy_protocol = frozenset(describe_address(a) for a in spec["bind_addresses"]
                                         if a.get("proxy_protocol"))
+        # Where the ACME process leaves the HTTP-01 answers this gateway serves; None
+        # without ``acme``.
+        self.acme_challenges: str | None = None if settings.acme is None else \
+            AcmeStorage(settings.acme.storage).challenges
         # The request metrics of each route (by router.match's index) and of requests
         # answered before a route; None when metrics are off (metrics.enabled: false).
         self.unrouted_metrics: RouteMetrics | None = None

@@ -159,6 +159,7 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
     assert gateway == {
         "name": "main",
         "bind_addresses": [{"host": "127.0.0.1", "port": 8080}],
+        "acme": None,
         "real_ip": None,
         "downstreams": [],
         "routers": [],
