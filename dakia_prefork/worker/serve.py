@@ -131,6 +131,9 @@ class Worker:
         gevent.signal_handler(signal.SIGINT, self._on_term)
         gevent.signal_handler(signal.SIGHUP, self._check_version)
         gevent.signal_handler(signal.SIGUSR1, self._reopen_logs)
+        # A USR1 that came during boot was ignored (worker/main.py): the files may have been
+        # rotated since this worker opened them, so reopen them once now.
+        self._reopen_logs()
         self._acceptors = [gevent.spawn(self._accept_loop, lsock, info)
                            for lsock, info in self.listeners]
         gevent.spawn(self._heartbeat_loop)
