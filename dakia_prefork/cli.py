@@ -20,7 +20,7 @@ from .config import ConfigError, load
 from .config.model import Settings
 from .config.store import ConfigStore
 from .master import pidfile
-from .master.checks import runtime_errors
+from .master.checks import certificate_report, runtime_errors
 from .procs import set_title
 
 _CHECKOUT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -59,7 +59,29 @@ def cmd_check(args: argparse.Namespace) -> int:
         return code
     for problem in runtime_errors(config):
         print(f"warning: {problem} (start will refuse this)", file=sys.stderr)
+    lines, warnings = certificate_report(config)
+    for line in lines:
+        print(f"certificate {line}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: configuration is valid")
+    return 0
+
+
+def cmd_cert(args: argparse.Namespace) -> int:
+    """Write a self-signed certificate and its key (mode 0600) for development and tests."""
+    from .tls.certs import write_self_signed
+    names = [name.strip() for name in args.names.split(",") if name.strip()]
+    if not names:
+        return _fail("--names: give at least one name")
+    if args.days < 1:
+        return _fail("--days must be at least 1")
+    try:
+        cert_path, key_path = write_self_signed(args.out, names, args.days)
+    except (OSError, ValueError) as exc:
+        return _fail(f"cert: {exc}")
+    print(f"certificate {cert_path} for {', '.join(names)}, valid {args.days} days")
+    print(f"key {key_path} (mode 0600)")
     return 0
 
 
@@ -422,6 +444,17 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", cmd_status, "show the master and its workers")
     status.add_argument("--json", action="store_true")
     command("check", cmd_check, "validate a configuration file and exit")
+    cert = sub.add_parser("cert", help="make a self-signed certificate and key (for "
+                                       "development and tests)")
+    cert.add_argument("--names", required=True,
+                      help="comma-separated DNS names (wildcards too) or IP addresses; the "
+                           "first is the subject's CN")
+    cert.add_argument("--out", required=True,
+                      help="directory for cert.pem and key.pem (made if missing; existing "
+                           "files are not overwritten)")
+    cert.add_argument("--days", type=int, default=90,
+                      help="days of validity (default: %(default)s)")
+    cert.set_defaults(func=cmd_cert)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser

@@ -102,3 +102,37 @@ def make_pki(directory: str, server_names: tuple[str, ...] = ()) -> PKI:
         client_key=_write(directory, "client.key", _pem_key(client_key)),
         other_ca_file=_write(directory, "other-ca.pem", _pem_cert(other_cert)),
     )
+
+
+def self_signed_pair(directory: str, stem: str, names: list[str], *,
+                     valid_days: float = 30.0, passphrase: bytes | None = None,
+                     issuer: tuple[object, x509.Certificate] | None = None,
+                     usage=ExtendedKeyUsageOID.SERVER_AUTH) -> tuple[str, str]:
+    """``stem.pem`` and ``stem.key`` for ``names`` (SAN; the first is the CN), valid until
+    ``valid_days`` from now (negative: expired that long ago); the key encrypted with
+    ``passphrase`` when given; signed by ``issuer`` (key, cert) instead of itself."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    alt: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+    subject = _name(names[0] if names else stem)
+    signer_key, issuer_name = (key, subject) if issuer is None else (issuer[0], issuer[1].subject)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=max(2.0, -valid_days + 1)))
+               .not_valid_after(now + datetime.timedelta(days=valid_days))
+               .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+    if alt:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+    cert = builder.sign(signer_key, hashes.SHA256())
+    encryption = (serialization.NoEncryption() if passphrase is None
+                  else serialization.BestAvailableEncryption(passphrase))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                encryption)
+    return (_write(directory, f"{stem}.pem", _pem_cert(cert)),
+            _write(directory, f"{stem}.key", key_pem))
+
+
+def ca_pair(directory: str, common: str = "dakia test client CA"):
+    """A CA: (key, cert, path of its PEM)."""
+    key, cert = _ca(common)
+    return key, cert, _write(directory, f"{common.replace(' ', '-')}.pem", _pem_cert(cert))

@@ -32,7 +32,7 @@ ROUTES = 1000
 class Subject:
     """A FilterSubject with plain slots, as cheap to read as message.request.Request."""
 
-    __slots__ = ("method", "path", "scheme", "host", "remote_addr")
+    __slots__ = ("method", "path", "scheme", "host", "remote_addr", "client_subject")
 
     def __init__(self, path: str, host: str = "example.com", method: str = "GET") -> None:
         self.method = method
@@ -40,6 +40,7 @@ class Subject:
         self.scheme = "http"
         self.host = host
         self.remote_addr = "127.0.0.1"
+        self.client_subject = ""
 
     def header(self, name: str) -> str | None:
         return None

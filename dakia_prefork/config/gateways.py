@@ -16,6 +16,7 @@ from .acme import normalise_acme
 from .addresses import normalise_address
 from .findings import Findings
 from .interceptors import check_interceptors
+from .listener_tls import check_redirects, normalise_tls
 from .location import child
 from .realip import check_real_ip
 from .upstreams import normalise_upstreams
@@ -92,16 +93,24 @@ def _normalise_binds(binds: list[dict[str, Any]], path: str, base_dir: str,
                      findings: Findings) -> None:
     for index, bind in enumerate(binds):
         bind_path = child(path, index)
-        if "tls" in bind:
-            findings.error(child(bind_path, "tls"), "TLS listeners are not supported yet")
         address = normalise_address(bind, bind_path, base_dir, findings)
         if address is not None:
             # Not part of the address (the master binds by address alone): the worker
-            # reads it per connection, so a reload can turn it on or off. Kept only when
-            # on, so a plain listener normalises to its address.
+            # reads them per connection, so a reload can turn them on or off. Kept only
+            # when on, so a plain listener normalises to its address.
             if bind.get("proxy_protocol"):
                 address["proxy_protocol"] = True
+            if "tls" in bind and bind.get("proxy_protocol"):
+                findings.error(child(bind_path, "proxy_protocol"),
+                               "not supported on a TLS listener yet (the PROXY header comes "
+                               "before the handshake)")
+            if "tls" in bind:
+                address["tls"] = normalise_tls(bind["tls"], child(bind_path, "tls"),
+                                               base_dir, findings)
+            if bind.get("redirect_https"):
+                address["redirect_https"] = True
             binds[index] = address
+    check_redirects(binds, path, findings)
 
 
 def _normalise_downstreams(downstreams: list[dict[str, str]], path: str,

@@ -56,6 +56,7 @@ class Limits:
     keepalive_timeout: float
     send_timeout: float
     max_connections: int
+    tls_handshake_timeout: float
 
     @classmethod
     def from_config(cls, limits: Mapping[str, Any]) -> Limits:
@@ -64,6 +65,7 @@ class Limits:
             max_header_bytes=int(limits["max_header_bytes"]),
             max_body_bytes=None if body is None else int(body),
             client_header_timeout=float(limits["client_header_timeout"]),
+            tls_handshake_timeout=float(limits["tls_handshake_timeout"]),
             client_body_timeout=float(limits["client_body_timeout"]),
             keepalive_timeout=float(limits["keepalive_timeout"]),
             send_timeout=float(limits["send_timeout"]),

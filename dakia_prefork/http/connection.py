@@ -87,7 +87,7 @@ class Parked(Exception):
 class DownstreamConnection:
     __slots__ = ("ctx", "sock", "peer", "peer_bytes", "listener", "parser", "limits",
                  "requests", "idle", "idle_since", "parked", "linger", "deadline", "greenlet",
-                 "proxy_header", "_eof")
+                 "proxy_header", "client_subject", "_eof")
 
     def __init__(self, ctx: WorkerContext, sock: Stream, peer: str,
                  listener: ListenerInfo) -> None:
@@ -108,6 +108,9 @@ class DownstreamConnection:
         # A PROXY protocol header comes first on this listener (read by the first ``run``).
         gateway = ctx.runtime.gateways.get(listener.gateway)
         self.proxy_header = gateway is not None and listener.label in gateway.proxy_protocol
+        # The verified client certificate's subject on an mTLS listener, else "" (set by
+        # the worker after the handshake: tls/handshake.py).
+        self.client_subject = ""
         self._eof = False
 
     def run(self) -> None:

@@ -52,6 +52,8 @@ from ..message.heads import END, Headers, ProtocolError, RequestHead, ResponseHe
 from ..message.request import Request
 from ..message.underscores import REJECT as REJECT_UNDERSCORES, without_underscores
 from ..routing import realip
+from ..tls import redirect
+from ..tls.subject import with_subject
 from . import client, forwarding
 from .errors import ClientGone, StaleConnection, UpstreamBroke, UpstreamFailed
 from .upstream import Node, UpstreamConnection, open_connection
@@ -185,7 +187,18 @@ class Exchange:
             # OPTIONS * (the engines' policy lets ``*`` through for OPTIONS only) asks about
             # the server, not a resource: the gateway is the server asked.
             return self.answer_early(200, b"")
+        label = conn.listener.label
+        if gateway.https_redirect and label in gateway.https_redirect:
+            return self.answer_early(redirect.status_for(head.method), b"", [
+                (b"location", redirect.location(host, gateway.https_redirect[label],
+                                                head.target))])
+        listener_tls = gateway.tls.get(label) if gateway.tls else None
+        if listener_tls is not None and listener_tls.subject_header is not None:
+            # Ours alone: a client's header of that name never passes (tls/subject.py).
+            head = self.head = with_subject(head, listener_tls.subject_header,
+                                            conn.client_subject)
         request = self.request = Request(head, host, conn.listener.scheme, self.client)
+        request.client_subject = conn.client_subject
         if self.forwarded is not None:
             request.forwarded_for = realip.joined(self.forwarded, conn.peer)
         path = request.path

@@ -43,3 +43,33 @@ def admin_errors(config: dict[str, Any]) -> list[str]:
                 f"token is set; set admin.token_file or {ENV_NAME} (at least 16 characters), "
                 "or listen on 127.0.0.1"]
     return []
+
+
+def certificate_report(config: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """What ``check`` says of each TLS listener's certificates, in a valid config: one line
+    per certificate (where, file, names, expiry) and the warnings (expired, or expiring
+    within tls/certs.py's ``EXPIRY_WARNING_DAYS``). Loads the files again: validation
+    checked that they load."""
+    from ..tls.certs import CertificateError, inspect
+
+    lines: list[str] = []
+    warnings: list[str] = []
+    for g_index, gateway in enumerate(config["gateways"]):
+        for b_index, bind in enumerate(gateway["bind_addresses"]):
+            if "tls" not in bind:
+                continue
+            for c_index, pair in enumerate(bind["tls"]["certificates"]):
+                where = (f"gateways[{g_index}].bind_addresses[{b_index}].tls."
+                         f"certificates[{c_index}]")
+                try:
+                    info = inspect(pair["cert"], pair["key"])
+                except CertificateError as exc:     # changed since validation
+                    warnings.append(f"{where}: {exc}")
+                    continue
+                names = ", ".join(info.names) or "no DNS names (served as the default only)"
+                lines.append(f"{where}: {info.cert_file}: {names}; expires "
+                             f"{info.not_after.strftime('%Y-%m-%d %H:%M UTC')}")
+                problem = info.expiry_problem()
+                if problem is not None:
+                    warnings.append(f"{where}: {problem}")
+    return lines, warnings

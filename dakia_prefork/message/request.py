@@ -19,7 +19,7 @@ from .heads import RequestHead
 
 class Request:
     __slots__ = ("head", "method", "path", "query_string", "scheme", "host", "remote_addr",
-                 "forwarded_for", "_headers", "_query")
+                 "forwarded_for", "client_subject", "_headers", "_query")
 
     def __init__(self, head: RequestHead, host: str, scheme: str, remote_addr: str) -> None:
         self.head = head
@@ -37,6 +37,8 @@ class Request:
         # The X-Forwarded-For the gateway sends upstream when a gateway's real_ip rebuilt
         # it (routing/realip.py); None: the client's list with the peer appended.
         self.forwarded_for: str | None = None
+        # The verified client certificate's subject (RFC 4514) on an mTLS listener; "".
+        self.client_subject = ""
         self._headers: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
 

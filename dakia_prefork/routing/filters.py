@@ -9,8 +9,10 @@ A filter spec maps *parts* of the request to *conditions*::
     header.x-canary: "1"                   # a scalar means $eq
     $or: [{query.debug: {$exists: true}}, {remote_addr: 127.0.0.1}]
 
-Parts: ``path``, ``method``, ``scheme``, ``host``, ``remote_addr``, ``header.<name>``
-(name case-insensitive; ``header.host`` is the normalised host, as ``host``) and
+Parts: ``path``, ``method``, ``scheme``, ``host``, ``remote_addr``, ``client_subject``
+(the verified client certificate's subject on an mTLS listener, RFC 4514: ``CN=a,O=b``),
+``header.<name>`` (name case-insensitive; ``header.host`` is the normalised host, as
+``host``) and
 ``query.<name>`` (name case-sensitive, value percent-decoded by the subject). Dakia's
 prefixes ``ds.req.`` and ``req.`` are accepted and stripped.
 
@@ -23,7 +25,8 @@ specs (combining parts) and inside one part's condition (combining operators); s
 keys at one level all must hold.
 
 Missing parts (MongoDB semantics): a header or query parameter that is absent, and a
-``host`` or ``remote_addr`` that is empty (no Host header; a unix-socket client), has no
+``host``, ``remote_addr`` or ``client_subject`` that is empty (no Host header; a
+unix-socket client; no client certificate), has no
 value. Positive operators (``$eq $in $contains $starts_with $ends_with $matches``) are
 false on it; negative ones (``$ne $nin $not_contains $not_starts_with $not_ends_with``)
 are true; ``$exists: false`` is true and ``$exists: true`` false. ``$not`` simply negates,
@@ -59,7 +62,7 @@ Getter = Callable[[FilterSubject], Value]
 _T = TypeVar("_T")
 
 PREFIXES = ("ds.req.", "req.")
-ATTRIBUTE_PARTS = ("path", "method", "scheme", "host", "remote_addr")
+ATTRIBUTE_PARTS = ("path", "method", "scheme", "host", "remote_addr", "client_subject")
 HEADER_PREFIX = "header."
 QUERY_PREFIX = "query."
 HOST_HEADER = "header.host"
@@ -69,7 +72,8 @@ HOST_PARTS = ("host", HOST_HEADER)
 # RFC 9110 token: the characters a header field name may contain.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
-_PART_HELP = "expected path, method, scheme, host, remote_addr, header.<name> or query.<name>"
+_PART_HELP = ("expected path, method, scheme, host, remote_addr, client_subject, header.<name> "
+              "or query.<name>")
 
 
 class FilterError(Exception):
@@ -170,6 +174,8 @@ def _getter(part: str) -> Getter:
         return lambda subject: subject.host or None
     if part == "remote_addr":
         return lambda subject: subject.remote_addr or None
+    if part == "client_subject":
+        return lambda subject: subject.client_subject or None
     if part in ATTRIBUTE_PARTS:
         return operator.attrgetter(part)
     if part.startswith(HEADER_PREFIX):

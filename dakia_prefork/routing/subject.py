@@ -15,6 +15,7 @@ class FilterSubject(Protocol):
     scheme: str            # "http" or "https"
     host: str              # Host header, lower-cased, port removed, IPv6 without brackets
     remote_addr: str       # client IP address ("127.0.0.1", "::1"); "" for unix sockets
+    client_subject: str    # verified client certificate's subject (mTLS), RFC 4514; ""
 
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (lower-case); repeated headers joined by ", "."""

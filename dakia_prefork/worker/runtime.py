@@ -30,6 +30,8 @@ from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
 from ..shm.metrics import MetricWriter
 from ..shm.nodestats import NodeStats
+from ..tls.contexts import ListenerTls, TlsSettings
+from ..tls.redirect import https_redirects
 from .accesslog import AccessLog
 
 
@@ -85,8 +87,8 @@ class UpstreamRuntime:
 class GatewayRuntime:
     __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
                  "interceptors", "underscores", "merge_slashes", "escaped_slashes",
-                 "forward_raw_path", "real_ip", "proxy_protocol", "unrouted_metrics",
-                 "route_metrics", "acme_challenges")
+                 "forward_raw_path", "real_ip", "proxy_protocol", "tls", "https_redirect",
+                 "unrouted_metrics", "route_metrics", "acme_challenges")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
@@ -118,6 +120,13 @@ class GatewayRuntime:
         # without ``acme``.
         self.acme_challenges: str | None = None if settings.acme is None else \
             AcmeStorage(settings.acme.storage).challenges
+        # The TLS listeners (by label), their contexts read from the files now: every
+        # version reads them anew, so a reload serves the files as they are.
+        self.tls: dict[str, ListenerTls] = {
+            describe_address(a): ListenerTls(TlsSettings.from_config(a["tls"]))
+            for a in spec["bind_addresses"] if "tls" in a}
+        # The plain listeners that redirect to HTTPS, with the ":port" to send clients to.
+        self.https_redirect: dict[str, bytes] = https_redirects(spec["bind_addresses"])
         # The request metrics of each route (by router.match's index) and of requests
         # answered before a route; None when metrics are off (metrics.enabled: false).
         self.unrouted_metrics: RouteMetrics | None = None

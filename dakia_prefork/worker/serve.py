@@ -4,6 +4,7 @@ Imported only after monkey-patching (see ``main.py``).
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -28,6 +29,7 @@ from ..shm.buckets import BucketTable
 from ..shm.counters import CounterTable
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
+from ..tls.handshake import HandshakeFailed, accept_tls
 from .context import ListenerInfo, WorkerContext
 from .cover import Cover
 from .runtime import Runtime
@@ -105,6 +107,7 @@ class Worker:
         self.stopped = gevent.event.Event()
         self.code = 0
         self._metrics_reader: MetricsReader | None = None
+        self._https_infos: dict[ListenerInfo, ListenerInfo] = {}
 
     def _build(self, version: int, settings: Settings, current: Runtime | None) -> Runtime:
         """The runtime of ``settings``; it keeps ``current``'s access log when the new
@@ -233,8 +236,23 @@ class Worker:
             gevent.spawn(self._serve_connection, sock, peer_address(addr), info)
 
     def _serve_connection(self, sock: socket.socket, peer: str, info: ListenerInfo) -> None:
+        subject = ""
         try:
+            # TLS or not is the current version's word (a reload may turn it on or off on
+            # a listener that stays bound); the handshake runs here, in this connection's
+            # own greenlet, so a slow one holds nothing but itself (tls/handshake.py).
+            gateway = self.ctx.runtime.gateways.get(info.gateway)
+            tls = None if gateway is None else gateway.tls.get(info.label)
+            if tls is not None:
+                try:
+                    sock, subject = accept_tls(sock, tls,
+                                               self.ctx.limits.tls_handshake_timeout, peer)
+                except HandshakeFailed:
+                    self._freed()           # accept_tls closed the socket
+                    return
+                info = self._https(info)
             conn = DownstreamConnection(self.ctx, sock, peer, info)
+            conn.client_subject = subject
         except BaseException:
             self._closed(sock)
             raise
@@ -256,12 +274,23 @@ class Worker:
         self.connections.discard(conn)
         self._closed(sock)
 
+    def _https(self, info: ListenerInfo) -> ListenerInfo:
+        """``info`` as a TLS connection's: scheme https (X-Forwarded-Proto, filters)."""
+        https = self._https_infos.get(info)
+        if https is None:
+            https = self._https_infos[info] = dataclasses.replace(info, scheme="https")
+        return https
+
     def _closed(self, sock: socket.socket) -> None:
         """Close a client socket and give its place back to the acceptors."""
         try:
             sock.close()
         except OSError:
             pass
+        self._freed()
+
+    def _freed(self) -> None:
+        """A connection's place is free: give it back to the acceptors."""
         self.active -= 1
         if not self._room.is_set():
             self._room.set()
@@ -365,6 +394,17 @@ class Worker:
                       self.pid, new.settings.error_log, exc.strerror or exc)
 
 def _has_pending_bytes(sock: socket.socket) -> bool:
+    pending = getattr(sock, "pending", None)
+    if pending is not None:
+        # A TLS socket refuses recv flags: what it decrypted already counts, and so do
+        # encrypted bytes still in the kernel, peeked at through a duplicate descriptor.
+        if pending():
+            return True
+        sock = socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno()))
+        try:
+            return _has_pending_bytes(sock)
+        finally:
+            sock.close()
     timeout = sock.gettimeout()
     sock.settimeout(0.0)
     try:

@@ -148,7 +148,8 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
         "log_level": "info",
         "upstream_keepalive_pool_size": 128,
         "limits": {"max_header_bytes": 65536, "max_body_bytes": None,
-                   "client_header_timeout": 60, "client_body_timeout": 60,
+                   "client_header_timeout": 60, "tls_handshake_timeout": 10,
+                   "client_body_timeout": 60,
                    "keepalive_timeout": 75, "send_timeout": 60, "max_connections": 10000},
         "headers_with_underscores": "drop",
         "path_normalization": {"merge_slashes": True, "escaped_slashes": "keep",
@@ -396,7 +397,7 @@ def test_admin_listen_is_normalised() -> None:
      "gateways[0].bind_addresses[1]: unix:/run/a.sock is already bound by gateway 'main' "
      "(gateways[0].bind_addresses[0])"),
     (with_gateway(bind_addresses=[{"host": "0.0.0.0", "port": 443, "tls": {}}]),
-     "gateways[0].bind_addresses[0].tls: TLS listeners are not supported yet"),
+     "gateways[0].bind_addresses[0].tls.certificates: required key is missing"),
     (with_gateway(downstreams=[{"host": "~(("}]),
      "gateways[0].downstreams[0].host: invalid regex: missing ): (("),
     (with_gateway(downstreams=[{"host": "~(a)\\1"}]),
@@ -485,7 +486,7 @@ def test_admin_listen_is_normalised() -> None:
      "lookaround)"),
     (with_gateway(filters=[{"name": "f", "ds.req.pth": "/a"}]),
      "gateways[0].filters[0].ds.req.pth: unknown filter part 'ds.req.pth' (expected path, "
-     "method, scheme, host, remote_addr, header.<name> or query.<name>)"),
+     "method, scheme, host, remote_addr, client_subject, header.<name> or query.<name>)"),
     (minimal(graceful_timeout=float("nan")), "graceful_timeout: nan is not a finite number"),
     (minimal(limits={1: 2}), "limits: keys must be strings, got 1"),
 ])

@@ -25,6 +25,7 @@ class FakeSubject:
     scheme: str = "http"
     host: str = "example.com"
     remote_addr: str = "10.1.2.3"
+    client_subject: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
 

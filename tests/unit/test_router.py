@@ -18,6 +18,7 @@ class FakeSubject:
     scheme: str = "http"
     host: str = "example.com"
     remote_addr: str = "127.0.0.1"
+    client_subject: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
 

@@ -147,7 +147,7 @@ def test_values_are_typed_and_taken_from_the_file() -> None:
     assert settings.workers == 3
     assert settings.graceful_timeout == 5.0 and isinstance(settings.graceful_timeout, float)
     assert (settings.access_log, settings.access_log_format) == ("off", "json")
-    assert settings.limits == Limits(65536, 1000, 60.0, 60.0, 2.0, 60.0, 10000)
+    assert settings.limits == Limits(65536, 1000, 60.0, 60.0, 2.0, 60.0, 10000, 10.0)
     gateway = settings.gateway("main")
     assert gateway.bind_addresses == (("tcp", "127.0.0.1", 8080),)
     up = gateway.upstream("app")
