@@ -69,3 +69,21 @@ def normalise_acme(gateway: dict[str, Any], path: str, base_dir: str,
             findings.error(child(where, "ca_file"), f"no such file: {acme['ca_file']}")
     acme["retry_seconds"] = float(acme["retry_seconds"])
     acme["renew_before_days"] = int(acme["renew_before_days"])
+
+
+def check_acme_listeners(gateway: dict[str, Any], path: str, findings: Findings) -> None:
+    """A TLS listener without certificates serves the gateway's ACME certificate: it
+    needs an ``acme`` block. And HTTP-01 needs a plain TCP listener the CA can reach."""
+    binds = gateway["bind_addresses"]
+    acme = gateway.get("acme")
+    for index, bind in enumerate(binds):
+        tls = bind.get("tls")
+        if tls is not None and not tls["certificates"] and acme is None:
+            findings.error(child(child(child(path, "bind_addresses"), index), "tls"),
+                           "no certificates: list some, or give the gateway an acme block "
+                           "to serve its ACME certificate here")
+    if acme is not None and not any("port" in b and "tls" not in b for b in binds):
+        findings.notice(child(path, "acme"),
+                        "the gateway has no plain TCP listener: the CA validates HTTP-01 "
+                        "on port 80 of each name, so it must reach one (maybe through a "
+                        "proxy in front)")

@@ -30,6 +30,7 @@ from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
 from ..shm.metrics import MetricWriter
 from ..shm.nodestats import NodeStats
+from ..tls.acme_listener import AcmeListenerTls
 from ..tls.contexts import ListenerTls, TlsSettings
 from ..tls.redirect import https_redirects
 from .accesslog import AccessLog
@@ -87,8 +88,8 @@ class UpstreamRuntime:
 class GatewayRuntime:
     __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
                  "interceptors", "underscores", "merge_slashes", "escaped_slashes",
-                 "forward_raw_path", "real_ip", "proxy_protocol", "tls", "https_redirect",
-                 "unrouted_metrics", "route_metrics", "acme_challenges")
+                 "forward_raw_path", "real_ip", "proxy_protocol", "tls", "acme_tls",
+                 "https_redirect", "unrouted_metrics", "route_metrics", "acme_challenges")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
@@ -122,9 +123,20 @@ class GatewayRuntime:
             AcmeStorage(settings.acme.storage).challenges
         # The TLS listeners (by label), their contexts read from the files now: every
         # version reads them anew, so a reload serves the files as they are.
-        self.tls: dict[str, ListenerTls] = {
-            describe_address(a): ListenerTls(TlsSettings.from_config(a["tls"]))
-            for a in spec["bind_addresses"] if "tls" in a}
+        self.tls: dict[str, ListenerTls] = {}
+        # The ``tls: {}`` listeners: they serve the gateway's ACME certificate, read again
+        # by the worker when the ACME process renews it (tls/acme_listener.py).
+        self.acme_tls: dict[str, AcmeListenerTls] = {}
+        for address in spec["bind_addresses"]:
+            if "tls" not in address:
+                continue
+            label = describe_address(address)
+            tls = TlsSettings.from_config(address["tls"])
+            if tls.certificates or settings.acme is None:
+                self.tls[label] = ListenerTls(tls)
+            else:
+                source = self.acme_tls[label] = AcmeListenerTls(tls, settings.acme, label)
+                self.tls[label] = source.build()
         # The plain listeners that redirect to HTTPS, with the ":port" to send clients to.
         self.https_redirect: dict[str, bytes] = https_redirects(spec["bind_addresses"])
         # The request metrics of each route (by router.match's index) and of requests

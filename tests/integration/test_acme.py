@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import stat
 from typing import Any
 
@@ -14,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
 from .acme_server import Pebble
-from .harness import Gateway, node, wait_until
+from .harness import Gateway, free_port, node, wait_until
+from .test_tls_listeners import TlsClient, client_context
 
 NAMES = ["a.example.test", "b.example.test"]
 
@@ -151,3 +153,79 @@ def test_the_gateway_answers_http01_challenges_before_routing(gateways, upstream
     assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
     # Everything else is proxied as before.
     assert requests.get(gw.url + "/.well-known/other", timeout=10).status_code == 200
+
+
+def test_a_tls_listener_without_certificates_serves_the_acme_one_once_issued(
+        gateways, upstreams, tmp_path):
+    """``tls: {}``: a self-signed placeholder for the names until the certificate is
+    issued, then the certificate with its full chain, which a client verifies against the
+    CA's root alone; a connection opened before the swap goes on."""
+    gw = _acme_gateway(gateways, upstreams, tmp_path, directory="", ca_file="")
+    tls_port = free_port()
+    gw.config["gateways"][0]["bind_addresses"].append(
+        {"host": "127.0.0.1", "port": tls_port, "tls": {}})
+    pebble = Pebble(str(tmp_path / "pebble"), http_port=gw.port)
+    gw.config["gateways"][0]["acme"].update(directory=pebble.directory_url,
+                                            ca_file=pebble.ca_file)
+    early: TlsClient | None = None
+    try:
+        gw.start()                                # the CA is not there yet
+        wait_until(lambda: _answers_tls(tls_port), 10, "the TLS listener")
+        early = TlsClient(tls_port, NAMES[0])
+        placeholder = x509.load_der_x509_certificate(early.served_der)
+        assert placeholder.issuer == placeholder.subject            # self-signed
+        assert sorted(placeholder.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)) == NAMES
+        assert early.get(host=NAMES[0])[0] == 200
+        pebble.start()
+        wait_until(lambda: os.path.exists(_bundle(tmp_path)), 60, "the certificate")
+        root_file = str(tmp_path / "pebble-root.pem")
+        with open(root_file, "w") as f:
+            f.write(pebble.roots())
+        verified = client_context(cafile=root_file)
+
+        def served_the_new_one() -> bool:
+            try:
+                client = TlsClient(tls_port, NAMES[1], verified)
+            except ssl.SSLCertVerificationError:
+                return False                      # still the placeholder
+            try:
+                return client.get(host=NAMES[1])[0] == 200
+            finally:
+                client.close()
+        wait_until(served_the_new_one, 10, "a verified handshake with the ACME certificate")
+        assert early.get(host=NAMES[0])[0] == 200   # the old connection went on
+        assert "now serves the ACME certificate" in gw.log_text()
+    finally:
+        if early is not None:
+            early.close()
+        gw.stop()
+        pebble.stop()
+
+
+def _answers_tls(port: int) -> bool:
+    try:
+        TlsClient(port, NAMES[0]).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_check_reports_the_acme_certificate_of_a_tls_listener(gateways, upstreams, tmp_path):
+    gw = _acme_gateway(gateways, upstreams, tmp_path, directory="https://127.0.0.1:9/dir",
+                       ca_file="")
+    del gw.config["gateways"][0]["acme"]["ca_file"]
+    gw.config["gateways"][0]["bind_addresses"].append(
+        {"host": "127.0.0.1", "port": free_port(), "tls": {}})
+    gw.write_config()
+    done = gw.cli("check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ("gateways[0].bind_addresses[1].tls: ACME certificate for a.example.test, "
+            "b.example.test: not obtained yet") in done.stdout + done.stderr
+    # Without acme, a TLS listener needs its own certificates.
+    del gw.config["gateways"][0]["acme"]
+    gw.write_config()
+    done = gw.cli("check")
+    assert done.returncode != 0
+    assert ("gateways[0].bind_addresses[1].tls: no certificates: list some, or give the "
+            "gateway an acme block") in done.stdout + done.stderr
