@@ -18,9 +18,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import tempfile
 
-from ..files import remove_quietly, write_all
+from ..files import remove_quietly, write_temporary
 
 _TOKEN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 MAX_TOKEN = 256
@@ -48,19 +47,9 @@ def challenge_answer(challenges_dir: str, token: bytes) -> bytes | None:
 
 
 def write_private(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` (mode 0600) atomically: a temporary file in the same
-    directory, flushed to disk, renamed over ``path``."""
-    directory = os.path.dirname(path)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        write_all(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        remove_quietly(temporary)
-        raise
-    os.close(fd)
+    """Write ``data`` to ``path`` (mode 0600) atomically: a synced temporary file in the
+    same directory, renamed over ``path``."""
+    temporary = write_temporary(os.path.dirname(path), data, 0o600)
     try:
         os.replace(temporary, path)
     except BaseException:

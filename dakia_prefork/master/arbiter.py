@@ -69,7 +69,7 @@ from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
 from ..shm.segment import sweep_stale
 from . import pidfile, sdnotify
-from ..files import remove_quietly, write_all
+from ..files import remove_quietly, write_temporary
 from .admin_link import AdminLink
 from .helpers import MAX_BACKOFF as _MAX_BACKOFF, HelperChild, describe_exit as _describe
 from .checks import runtime_errors
@@ -1045,19 +1045,7 @@ def _write_beside(path: str, data: bytes) -> str:
         mode = os.stat(path).st_mode & 0o777
     except FileNotFoundError:
         mode = 0o600
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        write_all(fd, data)
-        os.fsync(fd)
-    except OSError:
-        os.close(fd)
-        remove_quietly(tmp)
-        raise
-    os.close(fd)
-    return tmp
+    return write_temporary(os.path.dirname(os.path.abspath(path)), data, mode, ".new")
 
 
 def _source_of(path: str) -> dict[str, Any] | None:
