@@ -64,6 +64,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"certificate {line}")
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    etcd = Settings.from_config(config).etcd
+    if etcd is not None:
+        print(f"note: the gateways come from {etcd.describe()}; `dakia-master config push "
+              f"--dry-run -c {args.config} --file DOC` checks a document with this file",
+              file=sys.stderr)
     print(f"{args.config}: configuration is valid")
     return 0
 
@@ -103,6 +108,20 @@ def cmd_start(args: argparse.Namespace) -> int:
     from .master.arbiter import Master, StartError
 
     settings = Settings.from_config(config)
+    shared: Any = None
+    if settings.etcd is not None:
+        # The gateways come from etcd (or, when it cannot be read, from the version this
+        # node persisted last): fleet/loaders.py, in a loader child.
+        from .fleet.loaders import load_for_start
+        shared = load_for_start(os.path.abspath(args.config), settings)
+        if shared.config is None:
+            for error in shared.errors:
+                print(error, file=sys.stderr)
+            return _fail("not started: no valid shared config to serve")
+        for notice in shared.notices:
+            print(f"notice: {notice}", file=sys.stderr)
+        config = shared.config
+        settings = Settings.from_config(config)
     # --daemon, or a new master exec'd by a daemon's binary upgrade (stdio on /dev/null).
     detach = args.daemon or detached()
     problems = [problem for problem in (
@@ -137,7 +156,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         detach_stdio()
     try:
         master = Master(os.path.abspath(args.config), config, args.workers, ready_fd=ready_w,
-                        settings=settings)
+                        settings=settings,
+                        source=shared.source if shared is not None else None,
+                        revision=shared.revision if shared is not None else None)
         master.setup()
     except StartError as exc:
         if ready_w >= 0:
@@ -410,6 +431,86 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _etcd_of(args: argparse.Namespace) -> tuple[Any, int]:
+    """The etcd settings of the local file ``-c`` names, or (None, exit code)."""
+    config, code = _load(args.config, quiet_notices=True)
+    if config is None:
+        return None, code
+    settings = Settings.from_config(config)
+    if settings.etcd is None:
+        print(f"dakia-master: {args.config} has no config_source: its gateways are in the "
+              "file itself", file=sys.stderr)
+        return None, 1
+    return settings.etcd, 0
+
+
+def cmd_config_push(args: argparse.Namespace) -> int:
+    """Validate a shared document with the local file, as a node would, and write it to
+    etcd (only over ``--if-match REVISION`` when given)."""
+    from .config.fleet import validate_combined
+    from .config.source import load_source
+    etcd_settings, code = _etcd_of(args)
+    if etcd_settings is None:
+        return code
+    try:
+        document = load_source(args.file)
+        _config, notices = validate_combined(os.path.abspath(args.config), document)
+        errors = runtime_errors(_config)
+    except ConfigError as exc:
+        errors, notices = exc.errors, []
+    for notice in notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        return _fail(f"{args.file}: the document is invalid; etcd is unchanged")
+    if args.dry_run:
+        print(f"{args.file}: the document is valid with {args.config}")
+        return 0
+    from .fleet.etcd import Etcd, EtcdError
+    etcd = Etcd(etcd_settings)
+    try:
+        done, revision = etcd.put(json.dumps(document, indent=2, ensure_ascii=False).encode(),
+                                  args.if_match)
+    except EtcdError as exc:
+        return _fail(f"etcd: {exc}; nothing changed")
+    finally:
+        etcd.close()
+    if not done:
+        return _fail(f"{etcd_settings.key} is at revision {revision}, not {args.if_match}; "
+                     "nothing changed", 2)
+    print(f"pushed {args.file} to {etcd_settings.key}: revision {revision}")
+    return 0
+
+
+def cmd_config_pull(args: argparse.Namespace) -> int:
+    """Print (or write to ``--file``) the shared document as etcd holds it."""
+    etcd_settings, code = _etcd_of(args)
+    if etcd_settings is None:
+        return code
+    from .fleet.etcd import Etcd, EtcdError
+    etcd = Etcd(etcd_settings)
+    try:
+        entry = etcd.get()
+    except EtcdError as exc:
+        return _fail(f"etcd: {exc}")
+    finally:
+        etcd.close()
+    if entry.value is None:
+        return _fail(f"{etcd_settings.key} does not exist in etcd")
+    text = entry.value.decode("utf-8", "replace")
+    if not text.endswith("\n"):
+        text += "\n"
+    if args.file:
+        from .files import write_temporary
+        directory = os.path.dirname(os.path.abspath(args.file))
+        os.replace(write_temporary(directory, text.encode(), 0o600), args.file)
+    else:
+        sys.stdout.write(text)
+    print(f"{etcd_settings.key}: revision {entry.mod_revision}", file=sys.stderr)
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     from .build import describe
     print(f"dakia-prefork {__version__} (request path: {describe()})")
@@ -444,6 +545,23 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", cmd_status, "show the master and its workers")
     status.add_argument("--json", action="store_true")
     command("check", cmd_check, "validate a configuration file and exit")
+    shared = sub.add_parser("config", help="the shared document of an etcd config_source "
+                                           "(see README, Fleet)")
+    shared_sub = shared.add_subparsers(dest="config_command", required=True)
+    push = shared_sub.add_parser("push", help="validate a document with the local file and "
+                                              "write it to etcd")
+    pull = shared_sub.add_parser("pull", help="print the document etcd holds")
+    for p, func in ((push, cmd_config_push), (pull, cmd_config_pull)):
+        p.add_argument("-c", "--config", default=default_config_path(),
+                       help="the local file naming config_source (default: %(default)s)")
+        p.set_defaults(func=func)
+    push.add_argument("--file", required=True, help="the document (JSON or YAML)")
+    push.add_argument("--if-match", type=int, default=None, metavar="REVISION",
+                      help="write only if the key is at this mod_revision (the ETag of "
+                           "GET /config); 0: only if it does not exist")
+    push.add_argument("--dry-run", action="store_true", help="validate only")
+    pull.add_argument("--file", default=None, help="write it there (mode 0600) instead of "
+                                                   "to stdout")
     cert = sub.add_parser("cert", help="make a self-signed certificate and key (for "
                                        "development and tests)")
     cert.add_argument("--names", required=True,

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from .config.model import Address, address_of
 from .config.store import ConfigStore
+from .fleet.state import read_state
 from .shm.control import ControlBlock
 from .shm.nodestats import NodeStats
 from .shm.segment import Segment, segment_name
@@ -53,8 +54,22 @@ def collect(state_dir: str, pid: int) -> dict[str, Any]:
         version = control.config_version
     finally:
         segment.close()
+    source = config_source(state_dir, version)
+    if source is not None:
+        report["config_source"] = source
     report["upstreams"] = _upstreams(state_dir, pid, version, report)
     return report
+
+
+def config_source(state_dir: str, version: int) -> dict[str, Any] | None:
+    """On a node following etcd: the key, the etcd revision the served ``version`` was made
+    from (the same on every node serving that document) and the follower's state."""
+    store = ConfigStore(state_dir)
+    etcd = store.read_meta(version).get("etcd")
+    if not isinstance(etcd, dict):
+        return None
+    return {"etcd": {"key": etcd.get("key"), "revision": etcd.get("mod_revision"),
+                     "follower": read_state(state_dir)}}
 
 
 def _master(control: ControlBlock, now: float) -> dict[str, Any]:
@@ -152,6 +167,9 @@ def render(report: dict[str, Any]) -> list[str]:
     last = report.get("last_reload")
     if last is not None:
         lines.append(_last_reload_line(last))
+    source = report.get("config_source")
+    if source is not None:
+        lines.append(_source_line(source["etcd"]))
     if master.get("vacant_slots"):
         lines.append("vacant slots (covered by the other workers): "
                      + ", ".join(map(str, master["vacant_slots"])))
@@ -188,6 +206,16 @@ def _last_reload_line(last: dict[str, Any]) -> str:
     errors = last["errors"] or ["?"]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"last reload  {when}  refused: {errors[0]}{more}"
+
+
+def _source_line(etcd: dict[str, Any]) -> str:
+    follower = etcd.get("follower") or {}
+    state = follower.get("state", "not started")
+    if state != "following" and follower.get("error"):
+        when = time.strftime("%H:%M:%S", time.localtime(follower.get("since") or 0))
+        state = f"{state} since {when}: {follower['error']}"
+    return (f"etcd     key {etcd.get('key')}  revision {etcd.get('revision')}  "
+            f"follower {state}")
 
 
 def _passive(row: dict[str, Any]) -> str:

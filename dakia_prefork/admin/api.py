@@ -70,6 +70,14 @@ class Version:
     number: int
     document: dict[str, Any]
     """The config as its source gave it (a file, a PUT): what GET returns, PATCH edits."""
+    revision: int | None = None
+    """On an etcd config_source: the key's mod_revision the version was made from."""
+
+    @property
+    def tag(self) -> int:
+        """What its ETag says and an ``If-Match`` is compared with: the etcd revision on an
+        etcd source (the same on every node of a fleet), else the version number."""
+        return self.number if self.revision is None else self.revision
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,15 @@ class Outcome:
     unavailable: str | None = None
     """The master could not be asked (stopping, or no answer in time): why. Nothing is
     known to have changed, nor known not to."""
+    refused: str | None = None
+    """The request cannot be honoured here whatever the document (``?persist=true`` on
+    an etcd source): why. Nothing changed."""
+    revision: int | None = None
+    """On an etcd source: the key's mod_revision the change made (the new ETag)."""
+
+    @property
+    def tag(self) -> int | None:
+        return self.version if self.revision is None else self.revision
 
 
 class DocumentError(Exception):
@@ -206,7 +223,7 @@ class AdminApi:
         return handler
 
     def _document(self, request: AdminRequest, version: Version) -> AdminResponse:
-        headers = [("ETag", _etag(version.number)), ("Vary", "Accept")]
+        headers = [("ETag", _etag(version.tag)), ("Vary", "Accept")]
         if _wants_yaml(request.headers.get(b"accept", b"")):
             body = yaml.safe_dump(version.document, sort_keys=False,
                                   allow_unicode=True).encode()
@@ -214,9 +231,11 @@ class AdminApi:
         return AdminResponse(200, _json(version.document), JSON, headers)
 
     def _list_versions(self, request: AdminRequest, query: dict[str, str]) -> AdminResponse:
-        current = self._backend.current().number
-        return AdminResponse(200, _json({"current": current,
-                                         "versions": self._backend.versions()}))
+        current = self._backend.current()
+        body: dict[str, Any] = {"current": current.number, "versions": self._backend.versions()}
+        if current.revision is not None:
+            body["etcd_revision"] = current.revision
+        return AdminResponse(200, _json(body))
 
     def _status(self, request: AdminRequest, query: dict[str, str]) -> AdminResponse:
         return AdminResponse(200, _json(self._backend.status()))
@@ -274,10 +293,10 @@ class AdminApi:
                        patch: dict[str, Any], wanted: int | None) -> AdminResponse:
         for _ in range(_PATCH_RETRIES):
             current = self._backend.current()
-            if wanted is not None and current.number != wanted:
-                return self._conflict(current.number)
+            if wanted is not None and current.tag != wanted:
+                return self._conflict(current.tag)
             document = apply_merge_patch(current.document, patch)
-            response = self._publish(request, document, current.number, _persist(query))
+            response = self._publish(request, document, current.tag, _persist(query))
             # Another change won the race between reading and publishing: patch that one.
             if response.status != 409 or wanted is not None:
                 return response
@@ -309,6 +328,9 @@ class AdminApi:
 
     def _answer(self, request: AdminRequest, before: int, outcome: Outcome) -> AdminResponse:
         what = f"admin {request.client} {request.method} {request.target[:200]}"
+        if outcome.refused is not None:
+            log.warning("%s: refused: %s", what, outcome.refused)
+            return AdminResponse(400, _json({"error": outcome.refused}))
         if outcome.unavailable is not None:
             log.warning("%s: not answered: %s", what, outcome.unavailable)
             return AdminResponse(503, _json({"error": outcome.unavailable}),
@@ -320,13 +342,16 @@ class AdminApi:
             log.warning("%s: rejected (v%d kept): %s", what, before,
                         "; ".join(outcome.errors)[:500])
             return AdminResponse(422, _json({"errors": outcome.errors}))
-        assert outcome.version is not None
-        log.warning("%s: v%d -> v%d", what, before, outcome.version)
+        assert outcome.version is not None and outcome.tag is not None
+        log.warning("%s: v%d -> v%d%s", what, before, outcome.version,
+                    "" if outcome.revision is None else f" (etcd revision {outcome.revision})")
         body: dict[str, Any] = {"version": outcome.version, "previous": before,
                                 "not_applied": outcome.not_applied}
+        if outcome.revision is not None:
+            body["etcd_revision"] = outcome.revision
         if outcome.persist_error is not None:
             body["persist_error"] = outcome.persist_error
-        return AdminResponse(200, _json(body), headers=[("ETag", _etag(outcome.version))])
+        return AdminResponse(200, _json(body), headers=[("ETag", _etag(outcome.tag))])
 
     def _conflict(self, current: int) -> AdminResponse:
         return AdminResponse(409, _json({"error": "the config changed since; fetch it again",

@@ -29,6 +29,7 @@ from ..procs import alive, orphaned
 from ..shm.control import ControlBlock
 from .api import AdminApi, DocumentError
 from .backend import MasterBackend, MasterChannel
+from .shared import SharedBackend
 from .server import MAX_CONNECTIONS, AdminServer
 from .token import TokenError, read_token
 
@@ -61,9 +62,13 @@ class AdminProcess:
         self._control = ControlBlock(segments.control)
         self._store = ConfigStore(settings.state_dir)
         self._version = self._control.config_version
-        backend = MasterBackend(MasterChannel(channel_sock, self._stop.set), self._store,
-                                self._control, os.path.join(settings.state_dir, "admin"),
-                                answer_timeout=2 * settings.config_load.timeout + 10)
+        args = (MasterChannel(channel_sock, self._stop.set), self._store, self._control,
+                os.path.join(settings.state_dir, "admin"))
+        timeout = 2 * settings.config_load.timeout + 10
+        # On an etcd config_source changes go to etcd (admin/shared.py); the cluster and
+        # key are fixed for the master's life, so for this process's too.
+        backend = (MasterBackend(*args, answer_timeout=timeout) if settings.etcd is None
+                   else SharedBackend(settings.etcd, *args, answer_timeout=timeout))
         self._backend = backend
         self._metrics = MetricsReader(segments)
         self._labels: tuple[int, dict[str, Any]] = (self._version, config)

@@ -253,6 +253,32 @@ class AcmeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EtcdSettings:
+    """``config_source.etcd``: the etcd cluster and key the shared document lives at."""
+
+    endpoints: tuple[str, ...]
+    key: str
+    username: str | None
+    password: str | None
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    timeout: float
+
+    @classmethod
+    def from_config(cls, etcd: Mapping[str, Any]) -> EtcdSettings:
+        return cls(endpoints=tuple(str(e).rstrip("/") for e in etcd["endpoints"]),
+                   key=str(etcd["key"]), username=etcd["username"],
+                   password=etcd["password"], ca_file=etcd["ca_file"],
+                   cert_file=etcd["cert_file"], key_file=etcd["key_file"],
+                   timeout=float(etcd["timeout"]))
+
+    def describe(self) -> str:
+        """Where the document is, for messages (no credentials)."""
+        return f"etcd {','.join(self.endpoints)} key {self.key}"
+
+
+@dataclass(frozen=True, slots=True)
 class AdminSettings:
     """``admin``: the admin API's listener and where its token comes from."""
 
@@ -344,6 +370,8 @@ class Settings:
     gateways: tuple[GatewaySettings, ...]
     config_load: ConfigLoadSettings
     metrics: MetricsSettings
+    etcd: EtcdSettings | None
+    """``config_source.etcd``: the node follows a document in etcd (None: the file)."""
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -372,6 +400,7 @@ class Settings:
             gateways=tuple(GatewaySettings.from_config(g, config) for g in config["gateways"]),
             config_load=ConfigLoadSettings.from_config(config["config_load"]),
             metrics=MetricsSettings.from_config(config["metrics"]),
+            etcd=_etcd_of(config),
         )
 
     def gateway(self, name: str) -> GatewaySettings:
@@ -436,3 +465,10 @@ def keeping_running(config: dict[str, Any], loaded: Settings,
     for change in changes:
         config[change.setting] = change.running
     return dataclasses.replace(loaded, **{c.setting: c.running for c in changes})
+
+
+def _etcd_of(config: Mapping[str, Any]) -> EtcdSettings | None:
+    # .get: a version stored by a release without config_source has no such key.
+    source = config.get("config_source") or {}
+    etcd = source.get("etcd")
+    return None if etcd is None else EtcdSettings.from_config(etcd)

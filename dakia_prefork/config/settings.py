@@ -53,6 +53,17 @@ def normalise_settings(config: dict[str, Any], base_dir: str, findings: Findings
 
     if config["admin"] is not None:
         _normalise_admin(config["admin"], base_dir, findings)
+    etcd = (config["config_source"] or {}).get("etcd")
+    if etcd is not None:
+        # Files named in the local file are the node's own: relative to that file.
+        for key in ("ca_file", "cert_file", "key_file"):
+            if etcd[key] is not None:
+                etcd[key] = resolve(etcd[key], base_dir)
+        if (etcd["cert_file"] is None) != (etcd["key_file"] is None):
+            findings.error("config_source.etcd.cert_file",
+                           "cert_file and key_file go together (a client certificate)")
+        if etcd["password"] is not None and etcd["username"] is None:
+            findings.error("config_source.etcd.password", "a password needs a username")
 
 
 def _normalise_admin(admin: dict[str, Any], base_dir: str, findings: Findings) -> None:

@@ -79,6 +79,8 @@ def validate(raw: dict[str, Any], *, base_dir: str,
         config["gateways"] = []
     absorb_dakia_keys(config, findings)
     fill_defaults(config, load_schema())
+    # A node-level file naming a config_source needs no gateways: they come from there.
+    config.setdefault("gateways", [])
     normalise_settings(config, base_dir, findings)
     normalise_gateways(config["gateways"], base_dir, findings, quarantine.gateways)
     check_unique_listeners(config, findings, skip=quarantine.listener_checks_skip())

@@ -45,6 +45,7 @@ one. If the new master exits first, the old one restores its pid file and keeps 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -62,6 +63,7 @@ from ..config import ConfigError, load_source, validate
 from ..config.bounds import read_bounded
 from ..config.source import is_json_path, parse_document, render_document
 from ..config.model import NotApplied, Settings, keeping_running, restart_only_changes
+from ..fleet.loaders import document_loader, hup_loader
 from ..config.store import ConfigStore
 from ..logs import detached, detached_target_problem, reopen_logs, setup_logging
 from ..shm.control import MAX_SLOTS, ControlBlock
@@ -71,6 +73,7 @@ from ..shm.segment import sweep_stale
 from . import pidfile, sdnotify
 from ..files import remove_quietly, write_temporary
 from .admin_link import AdminLink
+from .follower_link import FollowerLink
 from .helpers import MAX_BACKOFF as _MAX_BACKOFF, HelperChild, describe_exit as _describe
 from .checks import runtime_errors
 from .reloader import Loaded, ReloadJob
@@ -132,7 +135,8 @@ class Master:
     def __init__(self, config_path: str, config: dict[str, Any],
                  workers_override: int | None = None, ready_fd: int = -1,
                  settings: Settings | None = None, spawner: Spawner | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 source: dict[str, Any] | None = None, revision: int | None = None) -> None:
         self.config_path = config_path
         # Processes and time go through these two (tests/unit/test_reconcile.py fakes them).
         self.spawner: Spawner = spawner if spawner is not None else OsSpawner()
@@ -156,6 +160,12 @@ class Master:
         self.checker = HelperChild("health checker", lambda s: s.has_health_checks,
                                    self._become_checker)
         self.acme = HelperChild("acme process", lambda s: bool(s.acme), self._become_acme)
+        # config_source: the process that follows etcd and hands documents over.
+        self.follower = FollowerLink(self._become_follower)
+        # The first version's source document and, on an etcd source, its mod_revision
+        # (None: the source is the file, read again at setup).
+        self._start_source = source
+        self.revision = revision
         self.slot_failures = [0] * MAX_SLOTS
         self.slot_not_before = [0.0] * MAX_SLOTS
         # Since when each slot has had no ready worker (None: it has one), and the slots
@@ -207,8 +217,11 @@ class Master:
         self.control = ControlBlock(self.segments.control)
         self.node_stats = NodeStats(self.segments.nodes)
         self.control.initialise(self.pid)
-        self.version = self.store.write(self.config, self.settings.keep_versions,
-                                        source=_source_of(self.config_path))
+        self.version = self.store.write(
+            self.config, self.settings.keep_versions,
+            source=(self._start_source if self.settings.etcd is not None
+                    else _source_of(self.config_path)),
+            meta=self._meta(self.settings, self.revision))
         self.control.publish_version(self.version)
         try:
             pidfile.write(self.pid_file, self.pid)
@@ -264,6 +277,8 @@ class Master:
         if job is not None and job.running:
             fds.append(job.fd)        # the loader's verdict wakes the loop as a signal does
             timeout = max(0.0, min(timeout, job.deadline - time.monotonic()))
+        if self.follower.fd is not None:
+            fds.append(self.follower.fd)         # and a document the follower hands over
         if self.admin is not None and self.admin.fd is not None:
             fds.append(self.admin.fd)            # so does a request of the admin process
             if self.admin.wants_write:
@@ -301,6 +316,7 @@ class Master:
             self._signal_workers(signal.SIGUSR1)
             self.checker.signal(self.spawner, signal.SIGUSR1)        # it logs too
             self.acme.signal(self.spawner, signal.SIGUSR1)           # so does ACME
+            self.follower.signal(self.spawner, signal.SIGUSR1)       # and the follower
             if self.admin is not None and self.admin.pid is not None:
                 self.spawner.kill(self.admin.pid, signal.SIGUSR1)   # so does the admin API
             log.info("USR1: log files reopened")
@@ -336,6 +352,7 @@ class Master:
         now = self.clock()
         self.checker.supervise(self.spawner, self.settings, now)
         self.acme.supervise(self.spawner, self.settings, now)
+        self.follower.supervise(self.spawner, self.settings, now)
         self._supervise_admin(now)
         desired = [self.assignment(slot) for slot in range(self.slots)]
         serving = [w for w in self.workers.values() if w.draining_since is None]
@@ -488,6 +505,7 @@ class Master:
             os.close(self.ready_fd)     # else `start --daemon` would wait on the children too
         if self.reload_job is not None:
             self.reload_job.close()
+        self.follower.drop_in_child()
         if self.admin is not None and id(self.admin.listening) not in keep:
             self.admin.drop_in_child()
         for listener in [*self.listeners.current.values(), *self.listeners.retired]:
@@ -509,6 +527,9 @@ class Master:
                 continue
             if pid == self.acme.pid:
                 self.acme.exited(status, self.clock(), self._stopping is not None)
+                continue
+            if pid == self.follower.pid:
+                self.follower.exited(status, self.clock(), self._stopping is not None)
                 continue
             if self.admin is not None and pid == self.admin.pid:
                 self._admin_exited(status)
@@ -556,6 +577,18 @@ class Master:
         self._drop_master_fds()
         assert self.segments is not None
         run_acme(self.config, self.version, self.segments)
+
+    def _become_follower(self, channel: socket.socket) -> NoReturn:
+        from ..fleet.follower import run_follower
+        self._drop_master_fds()
+        run_follower(channel, self.config, self.revision)
+
+    @staticmethod
+    def _meta(settings: Settings, revision: int | None) -> dict[str, Any] | None:
+        """What the store records with a version beside its config (config/store.py)."""
+        if settings.etcd is None:
+            return None
+        return {"etcd": {"key": settings.etcd.key, "mod_revision": revision}}
 
     def _stop_child(self, pid: int, grace: float) -> None:
         """SIGTERM a helper child, wait up to ``grace`` for it, then SIGKILL it."""
@@ -630,21 +663,59 @@ class Master:
                     self._answer(call, {"unavailable": "the master is stopping; nothing changed"})
                 else:
                     self.admin_calls.append(call)
+        self.follower.read()
         if self.reload_job is None and not self._stopping:
             while self.admin_calls and self.reload_job is None:
                 self._start_call(self.admin_calls.popleft())
+            if self.reload_job is None and self.follower.pending is not None:
+                self._follow(self.follower.take_pending())
+
+    def _follow(self, message: dict[str, Any] | None) -> None:
+        """Load a document the follower handed over, unless this node serves it already."""
+        if message is None:
+            return
+        revision = int(message["revision"])
+        if self.settings.etcd is None or (self.revision is not None
+                                          and revision <= self.revision):
+            FollowerLink.drop(message)
+            return
+        call = {"op": "follow", "revision": revision, "path": message.get("path")}
+        if message.get("path") is None:
+            error = f"etcd revision {revision}: {str(message.get('error', '?'))[:500]}"
+            log.error("etcd revision %d refused, v%d kept: %s", revision, self.version, error)
+            self._finish_reload(_Reload(errors=[error]), origin=f"etcd revision {revision}")
+            return
+        log.info("etcd revision %d: loading it", revision)
+        self._start_job(call, str(message["path"]), document_loader(self.config_path,
+                                                                    revision))
 
     def _start_call(self, call: dict[str, Any]) -> None:
         op = call.get("op")
         if op == "reload":
-            self._start_job(call, self.config_path, _load_and_check)
+            self._start_job(call, self.config_path, self._file_loader())
             return
         path = call.get("path")
         if op not in ("check", "publish") or not isinstance(path, str):
             self._answer(call, {"errors": [f"the master does not know {str(op)[:40]!r}"]})
             return
+        if self.settings.etcd is not None:
+            if op == "publish":
+                # The admin process writes changes to etcd; every node (this one too)
+                # follows them through its watch. Nothing is published from here.
+                self._answer(call, {"errors": [
+                    "config_source: the shared document is in etcd; change it there"]})
+                return
+            self._start_job(call, path, document_loader(self.config_path, None))
+            return
         persist = op == "publish" and call.get("persist") is True
         self._start_job(call, path, _candidate_loader(self.config_path, persist))
+
+    def _file_loader(self) -> Callable[[str], Loaded]:
+        """What a HUP loads: the file, or on an etcd source the local file with the shared
+        document this node serves (a HUP never waits on etcd: fleet/loaders.py)."""
+        if self.settings.etcd is not None:
+            return hup_loader(self.store, self.version, self.revision)
+        return _load_and_check
 
     def _answer(self, call: dict[str, Any], reply: dict[str, Any]) -> None:
         link = self.admin
@@ -720,7 +791,7 @@ class Master:
             log.info("HUP: a reload is loading; the file is loaded again after it")
             return
         log.info("HUP: loading %s", self.config_path)
-        self._start_job(None, self.config_path, _load_and_check)
+        self._start_job(None, self.config_path, self._file_loader())
 
     def _start_job(self, call: dict[str, Any] | None, path: str,
                    load: Callable[[str], Loaded]) -> None:
@@ -754,6 +825,13 @@ class Master:
     def _finish_job(self, call: dict[str, Any] | None, loaded: Loaded) -> None:
         if call is None:
             self._finish_reload(self._apply_loaded(loaded))
+        elif call.get("op") == "follow":
+            FollowerLink.drop(call)
+            origin = f"etcd revision {call['revision']}"
+            if loaded.config is None:
+                log.error("%s refused, v%d (etcd revision %s) kept", origin, self.version,
+                          self.revision)
+            self._finish_reload(self._apply_loaded(loaded), origin=origin)
         else:
             self._answer_call(call, loaded)
 
@@ -796,9 +874,21 @@ class Master:
             log.info("notice: %s", notice)
         loaded_settings = Settings.from_config(config)
         outcome = _Reload(file_state_dir=loaded_settings.state_dir)
+        if (loaded_settings.etcd is None) != (self.settings.etcd is None):
+            message = ("config_source: a running node does not move between its file and "
+                       "a shared config; restart it (dakia-master upgrade) to do that")
+            log.error("reload refused, nothing changed: %s", message)
+            outcome.errors.append(message)
+            return outcome
         restart_only = restart_only_changes(self.settings, loaded_settings)
         settings = keeping_running(config, loaded_settings, restart_only)
         outcome.not_applied.extend(restart_only)
+        if settings.etcd != self.settings.etcd:
+            # The follower and the revisions recorded follow one cluster and key for the
+            # master's life; the credentials in the file may be new, the old ones still work.
+            config["config_source"] = self.config["config_source"]
+            settings = dataclasses.replace(settings, etcd=self.settings.etcd)
+            outcome.not_applied.append(NotApplied("config_source", "(changed)", "(as at start)"))
         try:
             # Opened and closed here so that a log the workers could not open refuses the
             # reload instead of leaving every worker on the old version.
@@ -811,7 +901,8 @@ class Master:
         try:
             # Written before anything is applied: a state_dir that cannot take the new
             # version (disk full, read-only, permission denied) refuses the reload whole.
-            version = self.store.write(config, settings.keep_versions, source=loaded.source)
+            version = self.store.write(config, settings.keep_versions, source=loaded.source,
+                                       meta=self._meta(settings, loaded.revision))
         except OSError as exc:
             message = (f"state_dir: cannot write the new version in {self.store.directory}: "
                        f"{exc.strerror or exc}")
@@ -848,11 +939,13 @@ class Master:
         self.config = config
         self.settings = settings
         self.version = version
+        self.revision = loaded.revision
         self.control.publish_version(self.version)
         self._signal_workers(signal.SIGHUP)
         for change in outcome.not_applied:
             log.warning("reload: %s", change.line())
-        log.info("reload: published config v%d", self.version)
+        log.info("reload: published config v%d%s", self.version,
+                 "" if self.revision is None else f" (etcd revision {self.revision})")
         return outcome
 
     def _apply_workers(self, settings: Settings) -> list[NotApplied]:
@@ -971,6 +1064,7 @@ class Master:
     def cleanup(self) -> None:
         self.checker.stop(self._stop_child, 2.0)
         self.acme.stop(self._stop_child, 2.0)
+        self.follower.stop(self._stop_child, 2.0)
         if self.admin is not None:
             if self.admin.pid is not None:
                 self._stop_child(self.admin.pid, 5.0)

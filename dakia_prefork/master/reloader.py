@@ -59,6 +59,9 @@ class Loaded:
     """The document the config was made from (the store keeps it beside the version)."""
     persisted: str | None = None
     """A file the loader wrote beside the config file, to be renamed over it once published."""
+    revision: int | None = None
+    """The etcd mod_revision of the shared document (config_source), recorded with the
+    version (config/store.py meta)."""
 
 
 class ReloadJob:
@@ -142,7 +145,8 @@ class ReloadJob:
         if result.get("errors"):
             return Loaded(errors=[str(e) for e in result["errors"]])
         return Loaded(config=result["config"], notices=list(result.get("notices", [])),
-                      source=result.get("source"), persisted=result.get("persisted"))
+                      source=result.get("source"), persisted=result.get("persisted"),
+                      revision=result.get("revision"))
 
     def kill(self) -> None:
         if self.status is None:
@@ -212,4 +216,5 @@ def _verdict_of(path: str, load: Callable[[str], Loaded]) -> bytes:
     if loaded.errors:
         return json.dumps({"errors": loaded.errors}).encode()
     return json.dumps({"config": loaded.config, "notices": loaded.notices,
-                       "source": loaded.source, "persisted": loaded.persisted}).encode()
+                       "source": loaded.source, "persisted": loaded.persisted,
+                       "revision": loaded.revision}).encode()

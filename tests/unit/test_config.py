@@ -156,6 +156,7 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
                                "forward_raw_path": False},
         "config_load": {"timeout": 30, "max_memory_bytes": 2147483648},
         "admin": None,
+        "config_source": None,
     }
     assert gateway == {
         "name": "main",

@@ -122,6 +122,10 @@ def test_the_master_imports_nothing_that_serves_http() -> None:
         import dakia_prefork.cli, dakia_prefork.master.arbiter, dakia_prefork.master.checks
         """)
     assert_none("master/ never imports gevent, the parsers, http/ or worker/", modules, SERVING)
+    # The etcd client and requests only in the follower and loader children (fleet/).
+    assert_none("the master never imports the etcd client", modules,
+                ("etcd3gw", "requests", "dakia_prefork.fleet.etcd",
+                 "dakia_prefork.fleet.follower"))
 
 
 def test_the_master_loads_checks_and_publishes_every_interceptor_without_http(
@@ -156,7 +160,7 @@ def test_the_master_loads_checks_and_publishes_every_interceptor_without_http(
     assert {"dakia_prefork.interceptors.try_file",
             "dakia_prefork.interceptors.rate_limiter"} <= modules   # the chains were built
     assert_none("the master never loads gevent, the parsers, redis, http/ or worker/",
-                modules, SERVING)
+                modules, SERVING + ("etcd3gw", "requests"))
 
 
 # -- config/ and routing/: never a socket ----------------------------------------------------

@@ -53,6 +53,8 @@ def resolved(schema: dict[str, Any]) -> dict[str, Any]:
 ALIASES = {
     ("upstream", "traffic_distribution_policy"): "node_selection_algorithm",
     ("upstream", "upstream_nodes"): "nodes",
+    # The only source so far is etcd: its settings, or None for the file.
+    ("top", "config_source"): "etcd",
 }
 
 
