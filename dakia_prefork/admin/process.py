@@ -85,7 +85,7 @@ class AdminProcess:
                 self._labels = (version, self._store.read(version))
             except (OSError, ValueError) as exc:
                 log.error("admin: cannot read v%d for the metrics' labels: %s", version, exc)
-        return self._metrics.render(self._labels[1])
+        return self._metrics.render(self._labels[1], self._store.etcd_revision(version))
 
     def serve(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):

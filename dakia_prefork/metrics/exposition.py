@@ -71,16 +71,20 @@ class MetricsReader:
         self.control = ControlBlock(segments.control)
         self.nodes = NodeStats(segments.nodes)
 
-    def render(self, config: Mapping[str, Any]) -> bytes:
+    def render(self, config: Mapping[str, Any], etcd_revision: int | None = None) -> bytes:
+        """``etcd_revision``: on an etcd config_source, the revision the published version
+        was made from (the same on every node serving that document)."""
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self, config))
+        registry.register(_Collector(self, config, etcd_revision))
         return generate_latest(registry)
 
 
 class _Collector(Collector):
-    def __init__(self, reader: MetricsReader, config: Mapping[str, Any]) -> None:
+    def __init__(self, reader: MetricsReader, config: Mapping[str, Any],
+                 etcd_revision: int | None = None) -> None:
         self.reader = reader
         self.gateways: list[Mapping[str, Any]] = list(config.get("gateways") or [])
+        self.etcd_revision = etcd_revision
 
     def collect(self) -> Iterator[Metric]:
         sums = self.reader.regions.sums()
@@ -103,6 +107,12 @@ class _Collector(Collector):
                                     "The config version the master published.")
         version.add_metric([], control.config_version)
         yield version
+        if self.etcd_revision is not None:
+            revision = GaugeMetricFamily(
+                "dakia_config_etcd_revision",
+                "The etcd mod_revision the published config version was made from.")
+            revision.add_metric([], self.etcd_revision)
+            yield revision
         ok, failed = control.reloads
         reloads = CounterMetricFamily("dakia_reloads", "Reloads since the master started.",
                                       labels=["result"])

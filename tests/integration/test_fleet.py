@@ -164,6 +164,13 @@ def test_two_nodes_follow_one_key_and_show_the_same_etag(fleet, etcd, upstreams)
         assert report["config_source"]["etcd"]["revision"] == revision
         assert wait_until(lambda: (made.status()["config_source"]["etcd"]["follower"] or {})
                           .get("state") == "following", 10, "the follower to follow")
+        status, _headers, _body = made.admin("GET", "/config/versions")
+        assert status == 200 and _body["etcd_revision"] == revision
+        conn = http.client.HTTPConnection(made.host, made.admin_port, timeout=10)
+        conn.request("GET", "/metrics")
+        metrics = conn.getresponse().read().decode()
+        conn.close()
+        assert f"dakia_config_etcd_revision {float(revision)}" in metrics, metrics[:2000]
     listed = subprocess.run([sys.executable, "-m", "dakia_prefork.cli", "status", "-c",
                              a.config_path], capture_output=True, text=True, timeout=30,
                             cwd=ROOT)
@@ -329,3 +336,25 @@ def test_config_push_and_pull(fleet, etcd, upstreams, tmp_path) -> None:
         wait_until(lambda: made.serving_revision() == new, FOLLOW_LIMIT,
                    f"node {made.host} to serve the pushed revision")
         assert made.get() == (200, b"two")
+
+
+def test_the_follower_is_respawned_and_a_deleted_key_changes_nothing(fleet, etcd,
+                                                                      upstreams) -> None:
+    one, two, port = _two(upstreams)
+    a, b = fleet(shared_document(port, one))
+    first = (a.status()["config_source"]["etcd"]["follower"] or {}).get("pid")
+    assert first
+    os.kill(first, 9)
+    wait_until(lambda: (a.status()["config_source"]["etcd"]["follower"] or {}).get("pid")
+               not in (None, first), 10, "the master to start a new follower")
+    changed = etcd.put_json(KEY, shared_document(port, two))
+    for made in (a, b):
+        wait_until(lambda: made.serving_revision() == changed, FOLLOW_LIMIT + 2,
+                   f"node {made.host} to follow revision {changed}")
+    etcd.delete(KEY)
+    for made in (a, b):
+        wait_until(lambda: (made.status()["config_source"]["etcd"]["follower"] or {})
+                   .get("state") == "missing", 10, f"node {made.host} to see the deletion")
+        assert made.get() == (200, b"two")
+        assert made.serving_revision() == changed
+        assert "was deleted" in made.log_text()
