@@ -119,7 +119,8 @@ def cmd_start(args: argparse.Namespace) -> int:
                 print(error, file=sys.stderr)
             return _fail("not started: no valid shared config to serve")
         for notice in shared.notices:
-            print(f"notice: {notice}", file=sys.stderr)
+            if not notice.startswith("config_source: "):
+                print(f"notice: {notice}", file=sys.stderr)
         config = shared.config
         settings = Settings.from_config(config)
     # --daemon, or a new master exec'd by a daemon's binary upgrade (stdio on /dev/null).
@@ -135,6 +136,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         setup_logging(settings)
     except OSError as exc:
         return _fail(f"error_log: cannot open {config['error_log']}: {exc.strerror or exc}")
+    for notice in shared.notices if shared is not None else []:
+        if notice.startswith("config_source: "):
+            # Starting on a persisted version while etcd is away: the log must say so.
+            logging.getLogger("dakia.master").warning("%s", notice)
     ready_w = -1
     if args.daemon:
         ready_r, ready_w = os.pipe()

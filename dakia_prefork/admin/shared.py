@@ -35,6 +35,8 @@ from .backend import MasterBackend
 
 FOLLOW_WAIT = 5.0
 """How long an accepted change waits for this node to serve it before answering."""
+CONFLICT_WAIT = 1.0
+"""How long a refused change waits for this node to serve the revision that won."""
 
 PERSIST_REFUSED = ("?persist=true: this node's config_source is etcd, so the file is not "
                    "the source and nothing is written to it; the change would go to etcd "
@@ -71,8 +73,21 @@ class SharedBackend(MasterBackend):
         finally:
             etcd.close()
         if not done:
+            # Give this node the moment it needs to follow the change that won, so that a
+            # PATCH retrying on the current document patches that one, not ours again.
+            self._serving(revision, CONFLICT_WAIT)
             return Outcome(conflict=revision)
         return self._followed(revision)
+
+    def _serving(self, revision: int, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        while True:
+            served = self._store.etcd_revision(self._control.config_version)
+            if served is not None and served >= revision:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(0.01)
 
     def _followed(self, revision: int) -> Outcome:
         """The outcome once this node serves ``revision`` (or a later one)."""

@@ -27,3 +27,14 @@ def read_state(state_dir: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
+
+
+def stale_documents(state_dir: str) -> list[str]:
+    """The document files in :func:`documents_dir` (everything but the state file): at a
+    master's start none is wanted any more."""
+    directory = documents_dir(state_dir)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return [os.path.join(directory, name) for name in names if name != STATE_FILE]

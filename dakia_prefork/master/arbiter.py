@@ -64,6 +64,7 @@ from ..config.bounds import read_bounded
 from ..config.source import is_json_path, parse_document, render_document
 from ..config.model import NotApplied, Settings, keeping_running, restart_only_changes
 from ..fleet.loaders import document_loader, hup_loader
+from ..fleet.state import stale_documents
 from ..config.store import ConfigStore
 from ..logs import detached, detached_target_problem, reopen_logs, setup_logging
 from ..shm.control import MAX_SLOTS, ControlBlock
@@ -200,6 +201,10 @@ class Master:
             raise StartError(str(exc)) from None
         for name in sweep_stale(self.state_dir):
             log.info("removed stale shared-memory segment %s", name)
+        if self.settings.etcd is not None:
+            # Documents a follower of an earlier master handed over and nobody loaded.
+            for path in stale_documents(self.state_dir):
+                remove_quietly(path)
         inherited = inherited_sockets(os.environ)   # type: ignore[arg-type]
         if inherited:
             log.info("adopting %d inherited listening socket(s)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -358,3 +359,38 @@ def test_the_follower_is_respawned_and_a_deleted_key_changes_nothing(fleet, etcd
         assert made.get() == (200, b"two")
         assert made.serving_revision() == changed
         assert "was deleted" in made.log_text()
+
+
+def test_a_hup_rereads_the_local_file_and_keeps_the_document(fleet, etcd, upstreams) -> None:
+    one, two, port = _two(upstreams)
+    a, b = fleet(shared_document(port, one))
+    _value, revision = etcd.get(KEY)
+    before = a.status()["master"]["config_version"]
+    a.config["log_level"] = "debug"
+    a.config["config_source"]["etcd"]["timeout"] = 3
+    a.write_config()
+    done = a.cli("reload")
+    assert done.returncode == 0, done.stderr
+    assert "config_source: changed in the file but needs a restart" in done.stdout
+    report = a.status()
+    assert report["master"]["config_version"] == before + 1
+    assert report["config_source"]["etcd"]["revision"] == revision
+    assert a.get() == (200, b"one") and a.shared()[1] == f'"{revision}"'
+    # Leaving the fleet by reload is refused: the file would have to hold the gateways.
+    del a.config["config_source"]
+    a.write_config()
+    at = a.status()["last_reload"]["at"]
+    a.signal(signal.SIGHUP)        # not `reload`: the CLI would refuse the file already
+    last = wait_until(lambda: a.status()["last_reload"]["at"] != at
+                      and a.status()["last_reload"], 10, "the master's verdict")
+    assert last["ok"] is False
+    assert any("config_source: the local file no longer names one" in e
+               for e in last["errors"]), last
+    # Each document is validated with the local file as it is now: put it back, and the
+    # node follows again.
+    a.config["config_source"] = local_file(a.tmp, etcd.url, a.host, a.admin_port)[
+        "config_source"]
+    a.write_config()
+    changed = etcd.put_json(KEY, shared_document(port, two))
+    wait_until(lambda: a.serving_revision() == changed, FOLLOW_LIMIT, "node A to follow")
+    assert a.get() == (200, b"two")

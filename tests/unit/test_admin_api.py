@@ -425,3 +425,42 @@ def test_a_master_that_cannot_be_asked_is_a_503_not_a_rejection(api, backend) ->
     assert response.status == 503 and ("Retry-After", "5") in response.headers
     assert json.loads(response.body) == {"error": "the master is stopping; nothing changed"}
     assert backend.number == 1
+
+
+class RevisionBackend(MemoryBackend):
+    """A backend on an etcd config_source: versions carry the revision they were made from
+    (here 100 + the version), If-Match compares revisions, persist is refused."""
+
+    def current(self) -> Version:
+        found = super().current()
+        return Version(found.number, found.document, 100 + found.number)
+
+    def publish(self, document: dict[str, Any], *, base: int | None, persist: bool,
+                origin: str) -> Outcome:
+        if persist:
+            return Outcome(refused="no file to persist to")
+        if base is not None and base != 100 + self.number:
+            return Outcome(conflict=100 + self.number)
+        outcome = super().publish(document, base=None, persist=False, origin=origin)
+        assert outcome.version is not None
+        return Outcome(version=outcome.version, revision=100 + outcome.version)
+
+
+def test_on_an_etcd_source_the_etag_is_the_revision_and_persist_is_refused() -> None:
+    api = AdminApi(RevisionBackend(), AdminToken(TOKEN), parse)
+    got = call(api, "GET", "/config")
+    assert dict(got.headers)["ETag"] == '"101"'
+    body = json.dumps(CONFIG).encode()
+    stale = call(api, "PUT", "/config", body, **{"content-type": "application/json", "if-match": '"1"'})
+    assert stale.status == 409 and json.loads(stale.body)["current"] == 101
+    done = call(api, "PUT", "/config", body, **{"content-type": "application/json", "if-match": '"101"'})
+    assert done.status == 200 and dict(done.headers)["ETag"] == '"102"'
+    assert json.loads(done.body)["etcd_revision"] == 102
+    patched = call(api, "PATCH", "/config", b'{"log_level": "debug"}',
+                   **{"content-type": "application/merge-patch+json", "if-match": '"102"'})
+    assert patched.status == 200 and dict(patched.headers)["ETag"] == '"103"'
+    refused = call(api, "PUT", "/config?persist=true", body, **{"content-type": "application/json"})
+    assert refused.status == 400 and json.loads(refused.body) == {
+        "error": "no file to persist to"}
+    listed = json.loads(call(api, "GET", "/config/versions").body)
+    assert listed["current"] == 3 and listed["etcd_revision"] == 103
