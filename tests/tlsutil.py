@@ -62,7 +62,8 @@ def _leaf(ca_key, ca_cert, common: str, names: list[str], usage):
                .not_valid_before(now - datetime.timedelta(days=1))
                .not_valid_after(now + datetime.timedelta(days=30))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+               .add_extension(x509.ExtendedKeyUsage(usage if isinstance(usage, list)
+                                                    else [usage]), critical=False)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                    ca_key.public_key()), critical=False))
     if alt:
@@ -86,12 +87,17 @@ def _pem_cert(cert) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def make_pki(directory: str, server_names: tuple[str, ...] = ()) -> PKI:
+def make_pki(directory: str, server_names: tuple[str, ...] = (),
+             server_is_client: bool = False) -> PKI:
+    """``server_is_client``: the server certificate may also authenticate a client (etcd's
+    gRPC gateway dials its own server with it when client certificates are required)."""
     ca_key, ca_cert = _ca("dakia test CA")
     _other_key, other_cert = _ca("unrelated CA")
     server_key, server_cert = _leaf(ca_key, ca_cert, "localhost",
                                     ["localhost", "127.0.0.1", "::1", *server_names],
-                                    ExtendedKeyUsageOID.SERVER_AUTH)
+                                    [ExtendedKeyUsageOID.SERVER_AUTH,
+                                     *([ExtendedKeyUsageOID.CLIENT_AUTH]
+                                       if server_is_client else [])])
     client_key, client_cert = _leaf(ca_key, ca_cert, "dakia gateway", [],
                                     ExtendedKeyUsageOID.CLIENT_AUTH)
     return PKI(

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -22,7 +23,12 @@ from .harness import free_port, wait_until
 
 
 class EtcdServer:
-    def __init__(self, directory: str) -> None:
+    """``tls``: (ca_file, cert_file, key_file): serve https and require a client
+    certificate signed by that CA (``--client-cert-auth``); ``client`` (cert_file,
+    key_file) is the one this object's own requests present."""
+
+    def __init__(self, directory: str, tls: tuple[str, str, str] | None = None,
+                 client: tuple[str, str] | None = None) -> None:
         binary = shutil.which("etcd")
         if binary is None:
             raise AssertionError("etcd is not installed (.ci/run installs it: "
@@ -34,10 +40,17 @@ class EtcdServer:
         self.peer_port = free_port()
         self.process: subprocess.Popen | None = None
         self.log_path = os.path.join(directory, "etcd.log")
+        self.tls = tls
+        self._context: ssl.SSLContext | None = None
+        if tls is not None:
+            self._context = ssl.create_default_context(cafile=tls[0])
+            if client is not None:
+                self._context.load_cert_chain(*client)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     def start(self) -> "EtcdServer":
         peer = f"http://127.0.0.1:{self.peer_port}"
@@ -47,7 +60,10 @@ class EtcdServer:
                  "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                  "--initial-cluster", f"test={peer}", "--initial-cluster-state", "new",
-                 "--log-level", "warn"],
+                 "--log-level", "warn",
+                 *([] if self.tls is None else [
+                     "--trusted-ca-file", self.tls[0], "--cert-file", self.tls[1],
+                     "--key-file", self.tls[2], "--client-cert-auth"])],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(self.healthy, 20, f"etcd on {self.url} (log: {self.log_path})", 0.05)
         return self
@@ -57,7 +73,8 @@ class EtcdServer:
             raise AssertionError(f"etcd exited with {self.process.returncode}: "
                                  f"{self.log_text()}")
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1,
+                                        context=self._context) as response:
                 return json.loads(response.read()).get("health") == "true"
         except (OSError, ValueError, urllib.error.URLError):
             return False
@@ -74,7 +91,7 @@ class EtcdServer:
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         request = urllib.request.Request(f"{self.url}/v3/{path}", json.dumps(body).encode(),
                                          {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5, context=self._context) as response:
             return dict(json.loads(response.read()))
 
     def put(self, key: str, value: bytes | str) -> int:

@@ -122,3 +122,30 @@ def _first(events: Iterator) -> list:
     for event in events:
         return [event]
     return []
+
+
+def test_tls_with_a_client_certificate(tmp_path) -> None:
+    from tests.tlsutil import make_pki
+    pki = make_pki(str(tmp_path), server_is_client=True)
+    server = EtcdServer(str(tmp_path), tls=(pki.ca_file, pki.server_cert, pki.server_key),
+                        client=(pki.client_cert, pki.client_key))
+    server.start()
+    try:
+        secure = Etcd(EtcdSettings((server.url,), KEY, None, None, pki.ca_file,
+                                   pki.client_cert, pki.client_key, 2.0))
+        try:
+            assert secure.put(b"over tls", 0)[0]
+            assert secure.get().value == b"over tls"
+        finally:
+            secure.close()
+        for who in (EtcdSettings((server.url,), KEY, None, None, pki.ca_file, None, None, 2.0),
+                    EtcdSettings((server.url,), KEY, None, None, pki.other_ca_file,
+                                 pki.client_cert, pki.client_key, 2.0)):
+            refused = Etcd(who)
+            try:
+                with pytest.raises(EtcdError):
+                    refused.get()
+            finally:
+                refused.close()
+    finally:
+        server.stop()

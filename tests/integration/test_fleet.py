@@ -394,3 +394,34 @@ def test_a_hup_rereads_the_local_file_and_keeps_the_document(fleet, etcd, upstre
     changed = etcd.put_json(KEY, shared_document(port, two))
     wait_until(lambda: a.serving_revision() == changed, FOLLOW_LIMIT, "node A to follow")
     assert a.get() == (200, b"two")
+
+
+def test_a_rollback_on_a_node_writes_that_versions_document_to_etcd(fleet, etcd,
+                                                                     upstreams) -> None:
+    one, two, port = _two(upstreams)
+    a, b = fleet(shared_document(port, one))
+    status, _headers, body = a.admin("PUT", "/config", shared_document(port, two))
+    assert status == 200, body
+    wait_until(lambda: b.serving_revision() == body["etcd_revision"], FOLLOW_LIMIT,
+               "node B to follow")
+    _doc, etag = b.shared()
+    status, _headers, body = b.admin("POST", "/config/rollback/1", headers={"If-Match": etag})
+    assert status == 200, body
+    assert json.loads(etcd.get(KEY)[0]) == shared_document(port, one)
+    for made in (a, b):
+        wait_until(lambda: made.serving_revision() == body["etcd_revision"], FOLLOW_LIMIT,
+                   f"node {made.host} to follow the rollback")
+        assert made.get() == (200, b"one")
+
+
+def test_a_start_on_an_invalid_document_is_refused_with_its_revision(tmp_path, etcd) -> None:
+    revision = etcd.put_json(KEY, {"gateways": [{"name": "edge"}]})
+    path = os.path.join(str(tmp_path), "local.json")
+    with open(path, "w") as f:
+        json.dump(local_file(str(tmp_path), etcd.url, "127.0.0.2", free_port("127.0.0.2")), f)
+    done = subprocess.run([sys.executable, "-m", "dakia_prefork.cli", "start", "-c", path],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1
+    assert f"etcd revision {revision}: gateways[0].bind_addresses: required key is missing" \
+        in done.stderr, done.stderr
+    assert "not started: no valid shared config to serve" in done.stderr
