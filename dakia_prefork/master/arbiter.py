@@ -1047,6 +1047,9 @@ class Master:
             self.reload_job.kill()       # its verdict would come too late to matter
             self.reload_job = None
         for call in [*([self.job_call] if self.job_call else []), *self.admin_calls]:
+            if call.get("op") == "follow":
+                FollowerLink.drop(call)          # nobody waits for it; etcd still has it
+                continue
             self._answer(call, {"unavailable": "the master is stopping; nothing changed"})
         self.job_call = None
         self.admin_calls.clear()

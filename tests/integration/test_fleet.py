@@ -311,6 +311,15 @@ def test_config_push_and_pull(fleet, etcd, upstreams, tmp_path) -> None:
                                "-c", a.config_path], capture_output=True, text=True,
                               timeout=60, cwd=ROOT, env={**os.environ, "DAKIA_NODE_HOST": host})
 
+    checked = a.cli("check")
+    assert checked.returncode == 0, checked.stderr
+    assert f"the gateways come from etcd {etcd.url} key {KEY}" in checked.stderr
+    assert "config push --dry-run" in checked.stderr
+    dry = tmp_path / "dry.json"
+    dry.write_text(json.dumps(shared_document(port, two)))
+    dried = cli("push", "--dry-run", "--file", str(dry))
+    assert dried.returncode == 0 and "is valid" in dried.stdout, dried.stderr
+    assert etcd.get(KEY)[1] == revision
     pulled = cli("pull")
     assert pulled.returncode == 0, pulled.stderr
     assert json.loads(pulled.stdout) == shared_document(port, one)
