@@ -173,6 +173,8 @@ class Etcd:
             if response.status_code != 200:
                 text = response.text[:300]
                 response.close()
+                if "token" in text.lower():
+                    self._token = None          # expired: the next attempt gets a new one
                 raise EtcdError(f"{self.endpoint}: watch refused: {response.status_code} "
                                 f"{text}")
             return response
@@ -200,7 +202,7 @@ class Etcd:
         try:
             return dict(client.post(client.get_url(path), json=body))
         except etcd_errors.Etcd3Exception as exc:
-            if self._token is None or "token" not in str(exc).lower():
+            if self._token is None or "token" not in _short(exc).lower():
                 raise
             self._token = None                  # expired: once more with a new one
             self._authenticate(client)
@@ -211,6 +213,8 @@ class Etcd:
         if settings.username is None:
             return
         if self._token is None:
+            # An expired token sent along would have the authentication itself refused.
+            client.session.headers.pop("Authorization", None)
             reply = client.post(client.get_url("/auth/authenticate"),
                                 json={"name": settings.username,
                                       "password": settings.password or ""})

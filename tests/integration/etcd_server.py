@@ -28,7 +28,7 @@ class EtcdServer:
     key_file) is the one this object's own requests present."""
 
     def __init__(self, directory: str, tls: tuple[str, str, str] | None = None,
-                 client: tuple[str, str] | None = None) -> None:
+                 client: tuple[str, str] | None = None, extra: tuple[str, ...] = ()) -> None:
         binary = shutil.which("etcd")
         if binary is None:
             raise AssertionError("etcd is not installed (.ci/run installs it: "
@@ -41,6 +41,7 @@ class EtcdServer:
         self.process: subprocess.Popen | None = None
         self.log_path = os.path.join(directory, "etcd.log")
         self.tls = tls
+        self.extra = extra
         self._context: ssl.SSLContext | None = None
         if tls is not None:
             self._context = ssl.create_default_context(cafile=tls[0])
@@ -60,7 +61,7 @@ class EtcdServer:
                  "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                  "--initial-cluster", f"test={peer}", "--initial-cluster-state", "new",
-                 "--log-level", "warn",
+                 "--log-level", "warn", *self.extra,
                  *([] if self.tls is None else [
                      "--trusted-ca-file", self.tls[0], "--cert-file", self.tls[1],
                      "--key-file", self.tls[2], "--client-cert-auth"])],

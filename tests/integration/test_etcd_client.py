@@ -149,3 +149,24 @@ def test_tls_with_a_client_certificate(tmp_path) -> None:
                 refused.close()
     finally:
         server.stop()
+
+
+def test_an_expired_token_is_renewed(tmp_path) -> None:
+    server = EtcdServer(str(tmp_path), extra=("--auth-token-ttl", "1"))
+    server.start()
+    try:
+        server.enable_auth("s3cret")
+        client = Etcd(settings(server.url, username="root", password="s3cret"))
+        try:
+            assert client.put(b"one", None)[0]
+            token = client._token
+            # etcd forgets a simple token after its TTL without use (checked each second).
+            time.sleep(3.0)
+            assert client.get().value == b"one"
+            assert client._token is not None and client._token != token
+            assert [e.value for e in _first(client.watch(client.get().mod_revision, 1.0))] \
+                == [b"one"]
+        finally:
+            client.close()
+    finally:
+        server.stop()
