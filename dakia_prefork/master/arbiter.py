@@ -890,7 +890,8 @@ class Master:
         outcome.not_applied.extend(restart_only)
         if settings.etcd != self.settings.etcd:
             # The follower and the revisions recorded follow one cluster and key for the
-            # master's life; the credentials in the file may be new, the old ones still work.
+            # master's life: any change of config_source (credentials too) needs a restart,
+            # and is reported as such.
             config["config_source"] = self.config["config_source"]
             settings = dataclasses.replace(settings, etcd=self.settings.etcd)
             outcome.not_applied.append(NotApplied("config_source", "(changed)", "(as at start)"))

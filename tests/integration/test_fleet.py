@@ -434,3 +434,21 @@ def test_a_start_on_an_invalid_document_is_refused_with_its_revision(tmp_path, e
     assert f"etcd revision {revision}: gateways[0].bind_addresses: required key is missing" \
         in done.stderr, done.stderr
     assert "not started: no valid shared config to serve" in done.stderr
+
+
+def test_two_nodes_on_one_address_never_share_its_port(fleet, etcd, upstreams,
+                                                       tmp_path) -> None:
+    one, _two_up, port = _two(upstreams)
+    a, _b = fleet(shared_document(port, one))
+    directory = tmp_path / "third"
+    directory.mkdir()
+    third = Node(str(directory), local_file(str(directory), etcd.url, a.host,
+                                            free_port(a.host)))
+    third.host, third.admin_port, third.proxy_port = a.host, 0, port
+    third.write_config()
+    done = subprocess.run([sys.executable, "-m", "dakia_prefork.cli", "start", "-c",
+                           third.config_path], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT, env={**os.environ, "DAKIA_NODE_HOST": a.host})
+    assert done.returncode == 1
+    assert f"cannot listen: {a.host}:{port}" in done.stderr, done.stderr
+    assert a.get() == (200, b"one")
