@@ -60,7 +60,7 @@ def document_loader(config_path: str, revision: int | None) -> Callable[[str], L
         try:
             with open(path, "rb") as stream:
                 raw = read_bounded("the shared document", stream)
-            document = parse_shared(raw, revision)
+            document = parse_shared(raw, None)      # the prefix below names the revision
         except ConfigError as exc:
             return Loaded(errors=_with_revision(exc.errors, revision))
         except OSError as exc:
@@ -101,7 +101,7 @@ def start_loader(settings: EtcdSettings, state_dir: str) -> Callable[[str], Load
                               f"the key {settings.key} does not exist in etcd (put a "
                               "document there: dakia-master config push)")
         try:
-            document = parse_shared(entry.value, entry.mod_revision)
+            document = parse_shared(entry.value, None)
         except ConfigError as exc:
             return Loaded(errors=_with_revision(exc.errors, entry.mod_revision))
         return _loaded(path, document, entry.mod_revision)
