@@ -1,0 +1,160 @@
+"""WebSocket upgrades without sockets: which requests are handshakes, and how both engines
+pause after one and hand over what follows."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dakia_prefork.http import engines
+from dakia_prefork.http.engines import policy
+from dakia_prefork.http.events import CLOSED, END, ProtocolError, RequestHead, ResponseHead
+
+HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"Sec-WebSocket-Version: 13\r\n\r\n")
+FRAME = b"\x81\x85\x00\x00\x00\x00hello"       # a client's masked text frame
+SWITCHED = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+
+
+@pytest.fixture(params=["h11", "httptools"])
+def parsers(request: pytest.FixtureRequest) -> engines.Engine:
+    return engines.select_engine(request.param)
+
+
+def _drain(parser: Any) -> list[Any]:
+    events = []
+    while True:
+        event = parser.next_event()
+        if event is None:
+            return events
+        events.append(event)
+
+
+# -- which requests are handshakes -------------------------------------------------------
+@pytest.mark.parametrize(("method", "version", "upgrade", "connection", "body", "expected"), [
+    (b"GET", b"1.1", [b"websocket"], [b"Upgrade"], False, True),
+    (b"GET", b"1.1", [b"WebSocket"], [b"keep-alive, Upgrade"], False, True),
+    (b"GET", b"1.1", [b"h2c, websocket"], [b"upgrade"], False, True),
+    (b"GET", b"1.1", [b"websocket"], [b"keep-alive", b"upgrade"], False, True),
+    (b"GET", b"1.1", [b"h2c"], [b"Upgrade"], False, False),
+    (b"GET", b"1.1", [b"websocket"], None, False, False),
+    (b"GET", b"1.1", [b"websocket"], [b"keep-alive"], False, False),
+    (b"GET", b"1.1", [b"websocket"], [b"upgrade, close"], False, False),
+    (b"GET", b"1.0", [b"websocket"], [b"Upgrade"], False, False),
+    (b"POST", b"1.1", [b"websocket"], [b"Upgrade"], False, False),
+    (b"GET", b"1.1", [b"websocket"], [b"Upgrade"], True, False),
+])
+def test_handshake_detection(method: bytes, version: bytes, upgrade: list[bytes],
+                             connection: list[bytes] | None, body: bool,
+                             expected: bool) -> None:
+    assert policy.is_websocket_handshake(method, version, upgrade, connection,
+                                         body) is expected
+
+
+def test_both_engines_flag_the_handshake_and_only_it(parsers: engines.Engine) -> None:
+    parser = parsers.request_parser()
+    parser.feed(HANDSHAKE)
+    head = parser.next_event()
+    assert isinstance(head, RequestHead) and head.upgrade
+    plain = parsers.request_parser()
+    plain.feed(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n")
+    head = plain.next_event()
+    assert isinstance(head, RequestHead) and not head.upgrade
+    assert _drain(plain) == [END]
+
+
+# -- the request parser pauses after a handshake -----------------------------------------
+@pytest.mark.parametrize("split", [0, 1, 7, len(HANDSHAKE) - 1, len(HANDSHAKE) + 3])
+def test_bytes_after_a_handshake_are_kept_for_the_tunnel(parsers: engines.Engine,
+                                                         split: int) -> None:
+    data = HANDSHAKE + FRAME + FRAME
+    parser = parsers.request_parser()
+    events: list[Any] = []
+    for piece in (data[:split], data[split:split + 5], data[split + 5:]) if split else \
+            [bytes([b]) for b in data]:
+        parser.feed(piece)
+        events += _drain(parser)
+    assert [type(e) for e in events] == [RequestHead, type(END)]
+    assert parser.upgraded() == FRAME + FRAME
+    with pytest.raises(RuntimeError):
+        parser.feed(b"more")
+
+
+def test_a_refused_handshake_resumes_as_http(parsers: engines.Engine) -> None:
+    parser = parsers.request_parser()
+    parser.feed(HANDSHAKE + b"GET /next HTTP/1.1\r\nHost: a\r\n\r\nGET /la")
+    assert [type(e) for e in _drain(parser)] == [RequestHead, type(END)]   # paused
+    parser.feed(b"st HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert _drain(parser) == []                       # still paused: nothing parsed
+    parser.resume()
+    events = _drain(parser)
+    assert [e.target if isinstance(e, RequestHead) else e for e in events] == [
+        b"/next", END, b"/last", END]
+    parser.feed(b"")
+    assert _drain(parser) == [CLOSED]
+
+
+def test_an_eof_while_paused_is_seen_after_resume(parsers: engines.Engine) -> None:
+    parser = parsers.request_parser()
+    parser.feed(HANDSHAKE)
+    _drain(parser)
+    parser.feed(b"")
+    assert _drain(parser) == []
+    parser.resume()
+    assert _drain(parser) == [CLOSED]
+    broken = parsers.request_parser()
+    broken.feed(HANDSHAKE + b"GET /half")
+    _drain(broken)
+    broken.feed(b"")
+    broken.resume()
+    with pytest.raises(ProtocolError) as error:
+        broken.next_event()
+    assert error.value.status == 400
+
+
+# -- the response parser ends at a 101 ---------------------------------------------------
+@pytest.mark.parametrize("split", [0, 1, 20, len(SWITCHED), len(SWITCHED) + 2])
+def test_a_101_ends_the_response_and_keeps_what_follows(parsers: engines.Engine,
+                                                        split: int) -> None:
+    data = SWITCHED + b"\x81\x02hi"
+    parser = parsers.response_parser(b"GET", websocket=True)
+    events: list[Any] = []
+    for piece in (data[:split], data[split:]) if split else [bytes([b]) for b in data]:
+        if piece:
+            parser.feed(piece)
+        events += _drain(parser)
+    assert len(events) == 1 and isinstance(events[0], ResponseHead)
+    head = events[0]
+    assert (head.status, head.body, head.keep_alive) == (101, "none", False)
+    assert (b"sec-websocket-accept", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") in head.headers
+    assert parser.upgraded() == b"\x81\x02hi"
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+])
+def test_a_101_to_another_protocol_is_a_broken_upstream(parsers: engines.Engine,
+                                                        head: bytes) -> None:
+    parser = parsers.response_parser(b"GET", websocket=True)
+    parser.feed(head)
+    with pytest.raises(ProtocolError) as error:
+        parser.next_event()
+    assert error.value.status == 502
+
+
+def test_a_101_unasked_is_a_broken_upstream(parsers: engines.Engine) -> None:
+    parser = parsers.response_parser(b"GET")
+    parser.feed(SWITCHED)
+    with pytest.raises(ProtocolError):
+        parser.next_event()
+
+
+def test_a_handshake_may_get_an_ordinary_response(parsers: engines.Engine) -> None:
+    parser = parsers.response_parser(b"GET", websocket=True)
+    parser.feed(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+    events = _drain(parser)
+    assert isinstance(events[0], ResponseHead) and events[0].status == 403
+    assert events[1:] == [b"no", END]
