@@ -40,6 +40,9 @@ log = logging.getLogger("dakia.worker")
 HEARTBEAT_SECONDS = 1.0
 _LOG_FLUSH_SECONDS = 0.2
 _DRAIN_IDLE_CLOSE = 1.0
+# How long the tunnels closed at graceful_timeout get to finish (their pumps are killed at
+# once; this is for their access-log lines).
+_TUNNEL_CLOSE_SECONDS = 1.0
 # The longest a connection answered with an error is read from before it is closed.
 _LINGER_SECONDS = 1.0
 
@@ -191,6 +194,16 @@ class Worker:
                     except OSError:
                         pass
             gevent.sleep(0.05)
+        if ctx.tunnels:
+            # WebSockets ran as long as graceful_timeout allowed: end them here rather than
+            # by exiting, so that each writes its access-log line (status 101, bytes).
+            log.warning("worker %d: graceful_timeout reached: closing %d WebSocket(s)",
+                        self.pid, len(ctx.tunnels))
+            for tunnel in list(ctx.tunnels):
+                tunnel.close()
+            until = time.monotonic() + _TUNNEL_CLOSE_SECONDS
+            while ctx.tunnels and time.monotonic() < until:
+                gevent.sleep(0.01)
         if self.connections:
             log.warning("worker %d: graceful_timeout reached with %d connection(s) open",
                         self.pid, len(self.connections))
@@ -301,6 +314,7 @@ class Worker:
                 self._on_quit()
             self.control.beat(self.record, self.ctx.requests)
             self.control.set_connections(self.record, self.active)
+            self.control.set_websockets(self.record, len(self.ctx.tunnels))
             self._check_version()
             self.ctx.pool.sweep()        # upstream connections idle past timeouts.idle
             gevent.sleep(HEARTBEAT_SECONDS)

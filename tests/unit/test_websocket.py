@@ -1,14 +1,18 @@
-"""WebSocket upgrades without sockets: which requests are handshakes, and how both engines
-pause after one and hand over what follows."""
+"""WebSocket upgrades without sockets: which requests are handshakes, how both engines pause
+after one and hand over what follows, the heads that go upstream and back, and the tunnel
+on in-memory streams (tests/unit/inmemory.py)."""
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
 
-from dakia_prefork.http import engines
+from dakia_prefork.http import engines, forwarding
 from dakia_prefork.http.engines import policy
 from dakia_prefork.http.events import CLOSED, END, ProtocolError, RequestHead, ResponseHead
+from dakia_prefork.http.tunnel import CLIENT_CLOSED, Tunnel
+
+from inmemory import MakeHarness, engine, get, make_harness, responses  # noqa: F401
 
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -158,3 +162,76 @@ def test_a_handshake_may_get_an_ordinary_response(parsers: engines.Engine) -> No
     events = _drain(parser)
     assert isinstance(events[0], ResponseHead) and events[0].status == 403
     assert events[1:] == [b"no", END]
+
+
+# -- the heads forwarded ---------------------------------------------------------------------
+def _head(engine_: engines.Engine, raw: bytes) -> RequestHead:
+    parser = engine_.request_parser()
+    parser.feed(raw)
+    head = parser.next_event()
+    assert isinstance(head, RequestHead)
+    return head
+
+
+def test_the_handshake_goes_upstream_with_its_upgrade(parsers: engines.Engine) -> None:
+    head = _head(parsers, HANDSHAKE)
+    sent = forwarding.upstream_head(head, head, b"192.0.2.7", b"http", b"node")
+    assert sent == forwarding.upstream_head_reference(head, head, b"192.0.2.7", b"http",
+                                                      b"node")
+    lines = sent.split(b"\r\n")
+    assert lines.count(b"connection: upgrade") == 1 and lines.count(b"upgrade: websocket") == 1
+    assert b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==" in lines
+    assert b"Connection: Upgrade" not in lines and b"Upgrade: websocket" not in lines
+
+
+def test_other_upgrades_lose_their_hop_by_hop_headers(parsers: engines.Engine) -> None:
+    head = _head(parsers, b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n"
+                 b"Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMA\r\n\r\n")
+    for sent in (forwarding.upstream_head(head, head, b"", b"http", b"node"),
+                 forwarding.upstream_head_reference(head, head, b"", b"http", b"node")):
+        lowered = sent.lower()
+        assert b"upgrade" not in lowered and b"http2-settings" not in lowered
+
+
+# -- the exchange and the tunnel, on in-memory streams -----------------------------------
+def test_a_101_becomes_a_tunnel_with_what_both_sides_sent_early(
+        make_harness: MakeHarness) -> None:
+    h = make_harness()
+    upstream = h.upstream(SWITCHED + b"UP1", b"UP2")
+    client = h.serve(get(target=b"/api/ws", headers=HANDSHAKE.split(b"\r\n", 2)[2][:-2])
+                     + b"C1", b"C2")
+    head, rest = bytes(client.written).split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"\r\nconnection: upgrade\r\nupgrade: websocket\r\n" in head + b"\r\n"
+    assert b"sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+    assert rest == b"UP1UP2"
+    sent_head, sent_rest = bytes(upstream.written).split(b"\r\n\r\n", 1)
+    assert b"\r\nupgrade: websocket" in sent_head
+    assert sent_rest == b"C1C2"
+    assert upstream.closed
+    assert h.log.lines == [(101, 6)]          # logged once the tunnel ended
+    assert not h.ctx.tunnels
+
+
+def test_a_refused_handshake_leaves_the_connection_serving_http(
+        make_harness: MakeHarness) -> None:
+    h = make_harness()
+    h.upstream(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+    h.upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    handshake = get(target=b"/api/ws", headers=HANDSHAKE.split(b"\r\n", 2)[2][:-2])
+    client = h.serve(handshake + get())       # pipelined behind the handshake
+    assert [(r.status, r.body) for r in responses(client.written, b"GET", b"GET")] == [
+        (403, b"no"), (200, b"ok")]
+
+
+def test_the_tunnel_ends_with_the_first_side_that_closes(make_harness: MakeHarness) -> None:
+    h = make_harness()
+    conn, client = h.connection(b"from client")
+    upstream = h.upstream(b"from upstream")
+    conn.greenlet = None
+    tunnel = Tunnel(conn, upstream, 60.0)
+    assert tunnel.run(b"early ", b"") == CLIENT_CLOSED
+    assert bytes(upstream.written) == b"early from client"
+    assert bytes(client.written) == b"from upstream"
+    assert (tunnel.to_upstream, tunnel.to_client) == (17, 13)
+    assert conn.deadline == 0.0
