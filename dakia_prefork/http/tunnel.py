@@ -8,9 +8,10 @@ WebSocket frames: it copies bytes, so extensions, fragmentation, pings and close
 pass untouched and cost no parsing.
 
 ``Tunnel.run`` relays in two greenlets, one per direction, each a loop of ``recv`` on one
-side and ``sendall`` on the other. Only those two calls are made on the streams, so a
-plain gevent socket and a TLS socket (``ssl.SSLSocket``, whose buffered records a
-``select`` on the descriptor would miss) work the same. The greenlet of the client's
+side and a write on the other (``streams.send_all``: ``send``, then ``sendall`` for any
+rest). Only those calls are made on the streams, so a plain gevent socket and a TLS socket
+(``ssl.SSLSocket``, whose buffered records a ``select`` on the descriptor would miss) work
+the same. The greenlet of the client's
 connection waits for either pump to end, then stops the other one (``kill``) and returns:
 
 - the first bytes of each direction are what the parsers read past the heads (the
