@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -22,7 +23,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import Server, ServerConnection, serve
 
-from .harness import Gateway, Received, Upstream, node, read_responses, wait_until
+from tests.tlsutil import make_pki
+
+from .harness import Gateway, Received, node, read_responses, wait_until
 
 TIMEOUT = 10.0
 
@@ -33,13 +36,13 @@ class WsUpstream:
     it got is kept in ``requests`` and the close code of each ended WebSocket in
     ``closes``."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[dict[str, str]] = []
         self.closes: list[int | None] = []
         self._lock = threading.Lock()
         self.server: Server = serve(self._echo, "127.0.0.1", 0,
                                     process_request=self._process_request,
-                                    ping_interval=None, close_timeout=5)
+                                    ping_interval=None, close_timeout=5, ssl=tls)
         self.port: int = self.server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
@@ -362,6 +365,30 @@ def test_status_and_metrics_show_open_websockets(engine: str, gateways,
     # The ended tunnel is counted as a request too, under 1xx, once it ended.
     assert _sample(samples, "dakia_requests_total", route="sockets", upstream="ws",
                    status_class="1xx") == 1
+
+
+def test_a_tls_upstream_node_carries_the_tunnel(engine: str, gateways, clients,
+                                                tmp_path) -> None:
+    """The relay reads and writes an ``SSLSocket`` on the node's side (``tls: true``) just
+    as a plain socket: what a TLS listener will give it on the client's side."""
+    pki = make_pki(str(tmp_path))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    up = WsUpstream(tls=context)
+    try:
+        gw = gateways([{"name": "wss", "upstream_nodes": [
+            {**node(up.port), "tls": True, "ca_file": pki.ca_file}]}], engine=engine)
+        ws = clients(_ws_url(gw))
+        big = os.urandom(200_000)          # many TLS records each way
+        ws.send(big)
+        assert ws.recv(timeout=TIMEOUT) == big
+        ws.send("over tls")
+        assert ws.recv(timeout=TIMEOUT) == "over tls"
+        ws.close()
+        assert ws.close_code == 1000
+        wait_until(lambda: up.closes == [1000], TIMEOUT, "the upstream to see the close")
+    finally:
+        up.close()
 
 
 def test_other_upgrades_are_not_forwarded(engine: str, gateways, upstreams) -> None:
