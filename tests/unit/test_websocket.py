@@ -3,14 +3,16 @@ after one and hand over what follows, the heads that go upstream and back, and t
 on in-memory streams (tests/unit/inmemory.py)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import gevent
 import pytest
 
 from dakia_prefork.http import engines, forwarding
 from dakia_prefork.http.engines import policy
 from dakia_prefork.http.events import CLOSED, END, ProtocolError, RequestHead, ResponseHead
-from dakia_prefork.http.tunnel import CLIENT_CLOSED, Tunnel
+from dakia_prefork.http.tunnel import CLIENT_CLOSED, CLOSED as CLOSED_BY_GATEWAY, IDLE, Tunnel
 
 from inmemory import MakeHarness, engine, get, make_harness, responses  # noqa: F401
 
@@ -234,4 +236,35 @@ def test_the_tunnel_ends_with_the_first_side_that_closes(make_harness: MakeHarne
     assert bytes(upstream.written) == b"early from client"
     assert bytes(client.written) == b"from upstream"
     assert (tunnel.to_upstream, tunnel.to_client) == (17, 13)
+    assert conn.deadline == 0.0
+
+
+def _blocking_tunnel(make_harness: MakeHarness) -> tuple[Any, Tunnel]:
+    """A tunnel whose two sides send nothing and never close (each recv sleeps)."""
+    h = make_harness()
+    conn, _client = h.connection(lambda: gevent.sleep(30) or b"")
+    upstream = h.upstream(lambda: gevent.sleep(30) or b"")
+    conn.greenlet = gevent.getcurrent()
+    return conn, Tunnel(conn, upstream, 60.0)
+
+
+def test_close_ends_a_tunnel_from_outside(make_harness: MakeHarness) -> None:
+    conn, tunnel = _blocking_tunnel(make_harness)
+    gevent.spawn_later(0.05, tunnel.close)
+    started = time.monotonic()
+    assert tunnel.run(b"", b"") == CLOSED_BY_GATEWAY
+    assert time.monotonic() - started < 5
+    assert conn.deadline == 0.0
+
+
+def test_the_idle_deadline_ends_a_quiet_tunnel(make_harness: MakeHarness) -> None:
+    """What the worker's sweeper does when the deadline passes (connection.expire_waits)."""
+    conn, tunnel = _blocking_tunnel(make_harness)
+
+    def sweep() -> None:
+        assert conn.deadline > time.monotonic() + 59      # set by run: now + idle
+        conn.deadline = time.monotonic() - 1               # as if 60 s had passed
+        conn.expire()
+    gevent.spawn_later(0.05, sweep)
+    assert tunnel.run(b"", b"") == IDLE
     assert conn.deadline == 0.0
