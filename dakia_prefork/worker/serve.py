@@ -199,10 +199,13 @@ class Worker:
             # by exiting, so that each writes its access-log line (status 101, bytes).
             log.warning("worker %d: graceful_timeout reached: closing %d WebSocket(s)",
                         self.pid, len(ctx.tunnels))
+            closing: set[DownstreamConnection] = set()
             for tunnel in list(ctx.tunnels):
                 tunnel.close()
+                closing.add(tunnel.conn)
+            # Their connections leave ``connections`` once the line is written.
             until = time.monotonic() + _TUNNEL_CLOSE_SECONDS
-            while ctx.tunnels and time.monotonic() < until:
+            while not closing.isdisjoint(self.connections) and time.monotonic() < until:
                 gevent.sleep(0.01)
         if self.connections:
             log.warning("worker %d: graceful_timeout reached with %d connection(s) open",

@@ -305,13 +305,15 @@ def test_a_draining_worker_lets_websockets_run_until_graceful_timeout(
     assert ws.recv(timeout=TIMEOUT) == "before"
     gw.signal(signal.SIGQUIT)
     quit_at = time.monotonic()
-    time.sleep(0.5)
+    wait_until(lambda: [w["state"] for w in gw.workers()] == ["draining"], TIMEOUT,
+               "the worker to drain")
     ws.send("while draining")
     assert ws.recv(timeout=TIMEOUT) == "while draining"
     with pytest.raises(ConnectionClosed):
         ws.recv(timeout=TIMEOUT)
     closed_after = time.monotonic() - quit_at
     assert 2.5 <= closed_after < 8.0, closed_after
+    assert ws.close_code == 1006           # no close frame: the connection was cut
     assert gw.process is not None
     gw.process.wait(TIMEOUT)
     assert _tunnel_logged(gw, "/echo")           # logged when the drain ended the tunnel
@@ -335,7 +337,9 @@ def _sample(samples: dict[str, list[tuple[dict[str, str], float]]], name: str,
 
 def test_status_and_metrics_show_open_websockets(engine: str, gateways,
                                                  ws_upstream: WsUpstream, clients) -> None:
-    gw = gateways([_upstream(ws_upstream)], engine=engine, workers=2, gateway={
+    counted = {"node_selection_algorithm": "least_connection"}   # counts in flight
+    gw = gateways([_upstream(ws_upstream, traffic_distribution_policy=counted)],
+                  engine=engine, workers=2, gateway={
         "routers": [{"name": "metrics", "upstream": "ws", "filter": "metrics_path"},
                     {"name": "sockets", "upstream": "ws"}],
         "filters": [{"name": "metrics_path", "path": "/metrics"}],
@@ -347,6 +351,7 @@ def test_status_and_metrics_show_open_websockets(engine: str, gateways,
         assert ws.recv(timeout=TIMEOUT) == "up"
     wait_until(lambda: sum(w["websockets"] for w in gw.workers()) == 2, TIMEOUT,
                "status to show two websockets")
+    assert gw.status()["upstreams"][0]["active"] == 2     # each tunnel is in flight
     samples = _scrape(gw)
     assert _sample(samples, "dakia_websocket_connections") == 2
     assert _sample(samples, "dakia_websocket_upgrades_total", gateway="test",
