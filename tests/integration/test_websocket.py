@@ -25,7 +25,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from tests.tlsutil import make_pki
 
-from .harness import Gateway, Received, node, read_responses, wait_until
+from .harness import Gateway, Received, free_port, node, read_responses, wait_until
 
 TIMEOUT = 10.0
 
@@ -295,6 +295,37 @@ def test_a_reload_keeps_open_websockets_and_reaches_new_ones(engine: str, gatewa
         after.recv(timeout=TIMEOUT)
     before.send("still here")
     assert before.recv(timeout=TIMEOUT) == "still here"
+
+
+def test_a_reload_that_rolls_the_workers_lets_websockets_run_until_graceful_timeout(
+        engine: str, gateways, ws_upstream: WsUpstream, clients) -> None:
+    """A listener change retires the worker that holds the tunnel: it drains, the tunnel
+    keeps working, and it is closed at graceful_timeout while the new worker serves."""
+    gw = gateways([_upstream(ws_upstream)], engine=engine, extra={"graceful_timeout": 3})
+    old_pid = gw.workers()[0]["pid"]
+    ws = clients(_ws_url(gw))
+    ws.send("before")
+    assert ws.recv(timeout=TIMEOUT) == "before"
+    gw.config["gateways"][0]["bind_addresses"].append({"host": "127.0.0.1",
+                                                       "port": free_port()})
+    gw.write_config()
+    gw.signal(signal.SIGHUP)
+    retired_at = wait_until(
+        lambda: any(w["pid"] == old_pid and w["state"] == "draining" for w in gw.workers())
+        and time.monotonic(), TIMEOUT, "the old worker to be retired")
+    ws.send("while the old worker drains")
+    assert ws.recv(timeout=TIMEOUT) == "while the old worker drains"
+    fresh = clients(_ws_url(gw))                  # accepted by the new worker
+    fresh.send("new worker")
+    assert fresh.recv(timeout=TIMEOUT) == "new worker"
+    with pytest.raises(ConnectionClosed):
+        ws.recv(timeout=TIMEOUT)
+    assert time.monotonic() - retired_at < 8.0
+    wait_until(lambda: all(w["pid"] != old_pid for w in gw.workers()), TIMEOUT,
+               "the old worker to exit")
+    fresh.send("still served")
+    assert fresh.recv(timeout=TIMEOUT) == "still served"
+    wait_until(lambda: _tunnel_logged(gw, "/echo"), TIMEOUT, "the closed tunnel's log line")
 
 
 def test_a_draining_worker_lets_websockets_run_until_graceful_timeout(
