@@ -89,6 +89,9 @@ class Tunnel:
         finally:
             conn.deadline = 0.0
             gevent.killall(self._pumps)
+            # A pump woken by a read in the same loop turn as the kill may have moved the
+            # deadline on before it died: nothing waits on it any more.
+            conn.deadline = 0.0
         return self.ended
 
     def close(self) -> None:
