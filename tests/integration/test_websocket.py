@@ -429,6 +429,51 @@ def test_a_tls_upstream_node_carries_the_tunnel(engine: str, gateways, clients,
         up.close()
 
 
+def test_wss_through_a_tls_listener_across_a_graceful_reload(engine: str, gateways,
+                                                             ws_upstream: WsUpstream,
+                                                             clients, tmp_path) -> None:
+    """A client's ``wss://`` to a TLS listener: the tunnel's client side is the
+    listener's SSLSocket. Frames both ways, a ping, a reload that rolls the workers (the
+    open tunnel goes on on the draining worker, a new one reaches the new worker), and a
+    clean close."""
+    pki = make_pki(str(tmp_path))
+    tls_port = free_port()
+    gw = gateways([_upstream(ws_upstream)], engine=engine, extra={"graceful_timeout": 10},
+                  gateway={"bind_addresses": [
+                      {"host": "127.0.0.1", "port": free_port()},
+                      {"host": "127.0.0.1", "port": tls_port, "tls": {"certificates": [
+                          {"cert": pki.server_cert, "key": pki.server_key}]}}]})
+    trusting = ssl.create_default_context(cafile=pki.ca_file)
+    url = f"wss://localhost:{tls_port}/echo"
+    ws = clients(url, ssl=trusting)
+    big = os.urandom(300_000)                 # many TLS records each way
+    ws.send(big)
+    assert ws.recv(timeout=TIMEOUT) == big
+    ws.send("text over tls")
+    assert ws.recv(timeout=TIMEOUT) == "text over tls"
+    assert ws.ping().wait(TIMEOUT)
+    old_pid = gw.workers()[0]["pid"]
+    gw.config["gateways"][0]["bind_addresses"].append({"host": "127.0.0.1",
+                                                       "port": free_port()})
+    gw.write_config()
+    gw.signal(signal.SIGHUP)
+    wait_until(lambda: any(w["pid"] == old_pid and w["state"] == "draining"
+                           for w in gw.workers()), TIMEOUT, "the old worker to be retired")
+    ws.send("while the old worker drains")
+    assert ws.recv(timeout=TIMEOUT) == "while the old worker drains"
+    fresh = clients(url, ssl=trusting)
+    fresh.send(b"\x00binary\xff")
+    assert fresh.recv(timeout=TIMEOUT) == b"\x00binary\xff"
+    ws.close()
+    assert ws.close_code == 1000
+    fresh.close()
+    assert fresh.close_code == 1000
+    wait_until(lambda: sorted(ws_upstream.closes) == [1000, 1000], TIMEOUT,
+               "the upstream to see both closes")
+    wait_until(lambda: len(_tunnel_logged(gw, "/echo")) == 2, TIMEOUT,
+               "both tunnels' log lines")
+
+
 def test_other_upgrades_are_not_forwarded(engine: str, gateways, upstreams) -> None:
     """h2c (or any Upgrade but websocket) is dropped as hop-by-hop: the request is plain."""
     up = upstreams()
