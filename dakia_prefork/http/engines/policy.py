@@ -167,6 +167,10 @@ def request_head(method: bytes, target: bytes, version: bytes,
         raise ProtocolError("CONNECT is not supported", 405)
     if target[0] != 0x2F:  # not origin-form
         target, headers = _absolute_form(method, target, headers)
+    elif b"#" in target:
+        # A fragment is never part of a request target (RFC 9112 3.2): the gateway and an
+        # upstream could disagree on where the path ends.
+        raise ProtocolError("invalid request target", 400)
     content_length = None
     if length is not None:
         if chunked:
