@@ -438,3 +438,84 @@ def test_quit_closes_idle_tls_connections_without_waiting_for_graceful_timeout(
         assert "graceful_timeout reached" not in gw.log_text()
     finally:
         client.close()
+
+
+def test_the_admin_api_swaps_certificates_too(upstreams, gateways, clients, tmp_path) -> None:
+    """POST /reload (as HUP) and PUT /config naming other files, each under an open
+    keep-alive TLS connection that goes on."""
+    import http.client
+    import json
+
+    token = "tls-admin-token-0123456789"
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    d = str(tmp_path / "certs")
+    os.mkdir(d)
+    cert, key = self_signed_pair(d, "site", ["a.example"])
+    first = der_of(cert)
+    admin_port = free_port()
+    upstream = upstreams(name="app")
+    gw = tls_gateway(gateways, upstream, {"certificates": [{"cert": cert, "key": key}]},
+                     extra={"admin": {"listen": f"127.0.0.1:{admin_port}",
+                                      "token_file": str(token_file)}})
+
+    def admin(method: str, path: str, document: Any = None) -> tuple[int, Any]:
+        wait_until(lambda: _accepts(admin_port), 10, "the admin listener")
+        conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=60)
+        try:
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            conn.request(method, path, body=None if document is None else json.dumps(document),
+                         headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, json.loads(data) if data else None
+        finally:
+            conn.close()
+
+    def served() -> bytes:
+        client = TlsClient(gw.port, "a.example")
+        try:
+            assert client.get()[0] == 200
+            return client.served_der
+        finally:
+            client.close()
+
+    old = clients(gw.port, "a.example")
+    assert old.served_der == first and old.get()[0] == 200
+    renewed = str(tmp_path / "renewed")
+    os.mkdir(renewed)
+    new_cert, new_key = self_signed_pair(renewed, "site", ["a.example"])
+    os.replace(new_key, key)
+    os.replace(new_cert, cert)
+    second = der_of(cert)
+    status, answer = admin("POST", "/reload")
+    assert status == 200, answer
+    wait_until(lambda: served() == second, 10, "the reload to reach the worker", interval=0.1)
+    other_cert, other_key = self_signed_pair(renewed, "other", ["a.example"])
+    third = der_of(other_cert)
+    status, config = admin("GET", "/config")
+    assert status == 200, config
+    config["gateways"][0]["bind_addresses"][0]["tls"]["certificates"] = [
+        {"cert": other_cert, "key": other_key}]
+    status, answer = admin("PUT", "/config", config)
+    assert status == 200, answer
+    wait_until(lambda: served() == third, 10, "the new config to reach the worker",
+               interval=0.1)
+    status, _, body = old.get()
+    assert (status, body) == (200, b"app") and old.served_der == first
+    # A config whose key does not match is refused, and the certificate in service stays.
+    config["gateways"][0]["bind_addresses"][0]["tls"]["certificates"] = [
+        {"cert": other_cert, "key": key}]
+    status, answer = admin("PUT", "/config", config)
+    assert status == 422, (status, answer)
+    assert "this key does not match the certificate" in json.dumps(answer)
+    assert served() == third
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
