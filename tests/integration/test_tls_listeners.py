@@ -289,6 +289,10 @@ def test_mtls_refuses_missing_and_unknown_certificates_and_forwards_the_subject(
     status, _, body = client.get(headers=(("x-client-subject", "CN=ops"),))
     assert (status, body) == (200, b"app")
     assert upstream.received[-1].header_all("x-client-subject") == ["CN=other"]
+    # Nor can a client have it dropped on the way as a hop-by-hop header.
+    status, _, body = client.get(headers=(("connection", "x-client-subject"),))
+    assert (status, body) == (200, b"app")
+    assert upstream.received[-1].header_all("x-client-subject") == ["CN=other"]
     client = clients(gw.port, "a.example", client_context(cert=pki["ops"]))
     status, _, body = client.get()
     assert (status, body) == (200, b"ops-app")
@@ -414,6 +418,10 @@ def test_redirect_https_keeps_host_path_and_query(upstreams, gateways, pki, curl
     assert answer.startswith(b"HTTP/1.1 308 ")
     assert f"\r\nlocation: https://a.example:{gw.port}/form\r\n".encode() in answer
     assert upstream.received == []          # nothing plain went upstream
+    # HTTP/1.0 without a Host (known here: no downstreams) has no name to redirect to.
+    with socket.create_connection(("127.0.0.1", plain), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
     result = subprocess.run([curl, "-sS", "-L", "-k", "--max-time", "10",
                              f"http://127.0.0.1:{plain}/hello?x=1"],
                             capture_output=True, text=True, timeout=30)
