@@ -378,6 +378,7 @@ def test_hup_serves_replaced_files_to_new_connections_while_old_ones_go_on(
 def test_a_reload_can_turn_tls_on_and_off_on_a_bound_port(upstreams, gateways, pki) -> None:
     upstream = upstreams(name="app")
     gw = gateways([{"name": "app", "upstream_nodes": [node(upstream.port)]}])
+    pid = gw.workers()[0]["pid"]
     gw.config["gateways"][0]["bind_addresses"][0]["tls"] = {
         "certificates": certificates(pki["a"])}
     gw.write_config()
@@ -393,6 +394,21 @@ def test_a_reload_can_turn_tls_on_and_off_on_a_bound_port(upstreams, gateways, p
         finally:
             client.close()
     wait_until(speaks_tls, 10, "TLS on the port after the reload", interval=0.1)
+    del gw.config["gateways"][0]["bind_addresses"][0]["tls"]
+    gw.write_config()
+    assert gw.cli("reload").returncode == 0
+
+    def speaks_plain_http() -> bool:
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=2) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            try:
+                return sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            except OSError:
+                return False
+    wait_until(speaks_plain_http, 10, "plain HTTP on the port after the next reload",
+               interval=0.1)
+    # The same worker all along: the port stayed bound and the worker swapped settings.
+    assert [w["pid"] for w in gw.workers()] == [pid]
 
 
 # -- redirect_https -----------------------------------------------------------------------
