@@ -96,7 +96,7 @@ def set_title(role: str) -> None:
     master, the workers and the helpers apart without reading pids from ``status``.
 
     Roles in use: ``master -c <config>``, ``worker <slot>``, ``health``, ``config loader``
-    (and ``admin`` for the admin process). Each process calls it for itself, right after
+    ``admin`` and ``acme``. Each process calls it for itself, right after
     fork: the title lives in the process's own argv memory, which a fork copies.
     """
     import setproctitle

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..routing.filters import FilterError, compile_filter, normalise_filter_spec
 from ..routing.hosts import HostPatternError, normalise_pattern
+from .acme import check_acme_listeners, normalise_acme
 from .addresses import normalise_address
 from .findings import Findings
 from .interceptors import check_interceptors
@@ -69,6 +70,10 @@ def normalise_gateways(gateways: list[dict[str, Any]], base_dir: str, findings: 
                              base_dir, findings)
         if "real_ip" not in broken:
             check_real_ip(gateway, path, findings)
+        if "acme" not in broken:
+            normalise_acme(gateway, path, base_dir, findings)
+            if "bind_addresses" not in broken:
+                check_acme_listeners(gateway, path, findings)
         if "downstreams" not in broken:
             _normalise_downstreams(gateway["downstreams"], child(path, "downstreams"),
                                    findings)

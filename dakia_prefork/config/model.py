@@ -202,6 +202,7 @@ class GatewaySettings:
     headers_with_underscores: str
     path_normalization: PathNormalization
     spec: Mapping[str, Any] = dataclasses.field(repr=False, compare=True)
+    acme: AcmeSettings | None = None
 
     @classmethod
     def from_config(cls, gateway: Mapping[str, Any],
@@ -221,6 +222,8 @@ class GatewaySettings:
             path_normalization=PathNormalization.from_config(top["path_normalization"],
                                                              gateway["path_normalization"]),
             spec=gateway,
+            acme=None if gateway.get("acme") is None else AcmeSettings.from_config(
+                gateway["acme"]),
         )
 
     def upstream(self, name: str) -> UpstreamSettings:
@@ -228,6 +231,25 @@ class GatewaySettings:
             if upstream.name == name:
                 return upstream
         raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeSettings:
+    """A gateway's ``acme``: where and for which names its certificate is obtained."""
+
+    directory: str
+    email: str | None
+    names: tuple[str, ...]
+    storage: str
+    renew_before_days: int
+    ca_file: str | None
+    retry_seconds: float
+
+    @classmethod
+    def from_config(cls, acme: Mapping[str, Any]) -> AcmeSettings:
+        return cls(str(acme["directory"]), acme["email"], tuple(acme["names"]),
+                   str(acme["storage"]), int(acme["renew_before_days"]), acme["ca_file"],
+                   float(acme["retry_seconds"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +383,11 @@ class Settings:
     @property
     def has_health_checks(self) -> bool:
         return any(u.health_check is not None for g in self.gateways for u in g.upstreams)
+
+    @property
+    def acme(self) -> tuple[tuple[str, AcmeSettings], ...]:
+        """``(gateway name, its acme)`` of every gateway that obtains its certificate."""
+        return tuple((g.name, g.acme) for g in self.gateways if g.acme is not None)
 
 
 # -- what a reload cannot change ---------------------------------------------------------

@@ -43,6 +43,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..acme.storage import CHALLENGE_PREFIX, challenge_answer
 from ..interceptors.body import Body
 from ..interceptors.context import RATE_LIMITED
 from ..interceptors.respond import response_parts
@@ -78,6 +79,9 @@ _NO_HOST = b"404 Not Found: no such host\n"
 _UNDERSCORE = b"400 Bad Request: header name with an underscore\n"
 _BAD_PATH = b"400 Bad Request: invalid path\n"
 _NO_ROUTE = b"404 Not Found: no route\n"
+_NO_CHALLENGE = b"404 Not Found: no such ACME challenge\n"
+_NOT_ALLOWED = b"405 Method Not Allowed\n"
+_OCTET_STREAM = (b"content-type", b"application/octet-stream")
 _TIMED_OUT = b"504 Gateway Timeout: the upstream did not answer in time\n"
 
 # A request body up to this size is kept while it streams upstream, so that the request
@@ -161,6 +165,11 @@ class Exchange:
         real_ip = gateway.real_ip
         if real_ip is not None:
             self.client, self.forwarded = real_ip.resolve(conn.peer, head.headers)
+        challenges = gateway.acme_challenges
+        if challenges is not None and head.target.startswith(CHALLENGE_PREFIX):
+            # Before the Host check: the CA asks for the certificate's names, which need
+            # not be downstreams of the gateway.
+            return self._answer_challenge(challenges)
         host, known = gateway.host_lookup.lookup(_host_of(head))
         if host is None:
             return self.answer_early(400, _BAD_HOST)
@@ -225,6 +234,17 @@ class Exchange:
         return self.proxy(gateway.upstreams[upstream_name])
 
     # -- the gateway's own answers -------------------------------------------------------
+    def _answer_challenge(self, challenges: str) -> bool:
+        """An ACME HTTP-01 request: the answer the ACME process left for its token."""
+        head = self.head
+        if head.method not in (b"GET", b"HEAD"):
+            return self.answer_early(405, _NOT_ALLOWED, [(b"allow", b"GET, HEAD")])
+        token = head.target[len(CHALLENGE_PREFIX):].partition(b"?")[0]
+        answer = challenge_answer(challenges, token)
+        if answer is None:
+            return self.answer_early(404, _NO_CHALLENGE)
+        return self.answer_early(200, answer, [_OCTET_STREAM])
+
     def answer_early(self, status: int, body: Body, headers: Headers | None = None) -> bool:
         """Answer without the upstream, consuming a small body so the connection survives."""
         head = self.head

@@ -69,8 +69,9 @@ from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
 from ..shm.segment import sweep_stale
 from . import pidfile, sdnotify
-from ..files import remove_quietly, write_all
+from ..files import remove_quietly, write_temporary
 from .admin_link import AdminLink
+from .helpers import MAX_BACKOFF as _MAX_BACKOFF, HelperChild, describe_exit as _describe
 from .checks import runtime_errors
 from .reloader import Loaded, ReloadJob
 from .spawner import OsSpawner, Spawner
@@ -81,7 +82,6 @@ log = logging.getLogger("dakia.master")
 
 # Half the control block's records: during a rolling change two workers serve each slot.
 MAX_WORKERS = MAX_SLOTS // 2
-_MAX_BACKOFF = 16.0
 _STOP_GRACE_AFTER_TERM = 5.0
 _BUSY_TICK = 0.05           # loop period while something is starting or draining
 # How long a slot may have no ready worker before the others also accept on its sockets
@@ -153,9 +153,9 @@ class Master:
         self.workers: dict[int, WorkerProc] = {}
         self.free_records = list(range(MAX_SLOTS - 1, -1, -1))
         self._records_exhausted = False
-        self.checker: int | None = None              # the health checker's pid
-        self.checker_failures = 0
-        self.checker_not_before = 0.0
+        self.checker = HelperChild("health checker", lambda s: s.has_health_checks,
+                                   self._become_checker)
+        self.acme = HelperChild("acme process", lambda s: bool(s.acme), self._become_acme)
         self.slot_failures = [0] * MAX_SLOTS
         self.slot_not_before = [0.0] * MAX_SLOTS
         # Since when each slot has had no ready worker (None: it has one), and the slots
@@ -299,8 +299,8 @@ class Master:
         elif sig == signal.SIGUSR1:
             reopen_logs()
             self._signal_workers(signal.SIGUSR1)
-            if self.checker is not None:
-                self.spawner.kill(self.checker, signal.SIGUSR1)     # it logs too
+            self.checker.signal(self.spawner, signal.SIGUSR1)        # it logs too
+            self.acme.signal(self.spawner, signal.SIGUSR1)           # so does ACME
             if self.admin is not None and self.admin.pid is not None:
                 self.spawner.kill(self.admin.pid, signal.SIGUSR1)   # so does the admin API
             log.info("USR1: log files reopened")
@@ -334,7 +334,8 @@ class Master:
             self.control.set_ready(False)
             return
         now = self.clock()
-        self._supervise_checker(now)
+        self.checker.supervise(self.spawner, self.settings, now)
+        self.acme.supervise(self.spawner, self.settings, now)
         self._supervise_admin(now)
         desired = [self.assignment(slot) for slot in range(self.slots)]
         serving = [w for w in self.workers.values() if w.draining_since is None]
@@ -503,8 +504,11 @@ class Master:
             if pid == self.upgrade_child:
                 self._upgrade_failed(status)
                 continue
-            if pid == self.checker:
-                self._checker_exited(status)
+            if pid == self.checker.pid:
+                self.checker.exited(status, self.clock(), self._stopping is not None)
+                continue
+            if pid == self.acme.pid:
+                self.acme.exited(status, self.clock(), self._stopping is not None)
                 continue
             if self.admin is not None and pid == self.admin.pid:
                 self._admin_exited(status)
@@ -539,17 +543,7 @@ class Master:
                 self.slot_failures[slot] = 0
                 log.error("worker %d (slot %d) %s; respawning", pid, slot, how)
 
-    # -- the health checker (health/): one child when a config has health checks --------
-    def _supervise_checker(self, now: float) -> None:
-        if self.checker is not None or now < self.checker_not_before:
-            return
-        if not self.settings.has_health_checks:
-            return
-        pid = self.spawner.fork(self._become_checker)
-        self.checker = pid
-        self.checker_not_before = now + 1.0    # spawned at most once a second
-        log.info("health checker %d started", pid)
-
+    # -- helper processes (master/helpers.py) --------------------------------------------
     def _become_checker(self) -> NoReturn:
         # In the child, as _become_worker: no gevent in the master, no sockets kept.
         from ..health.main import run_health_checker
@@ -557,22 +551,11 @@ class Master:
         assert self.segments is not None
         run_health_checker(self.config, self.version, self.segments)
 
-    def _checker_exited(self, status: int) -> None:
-        self.checker = None
-        if self._stopping:
-            return
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-            self.checker_failures = 0          # no health checks left in its config
-            return
-        self.checker_failures += 1
-        delay = min(_MAX_BACKOFF, 0.25 * 2 ** (self.checker_failures - 1))
-        self.checker_not_before = self.clock() + delay
-        log.error("health checker %s; respawning in %.2fs", _describe(status), delay)
-
-    def _stop_checker(self) -> None:
-        if self.checker is not None:
-            self._stop_child(self.checker, 2.0)
-            self.checker = None
+    def _become_acme(self) -> NoReturn:
+        from ..acme.process import run_acme
+        self._drop_master_fds()
+        assert self.segments is not None
+        run_acme(self.config, self.version, self.segments)
 
     def _stop_child(self, pid: int, grace: float) -> None:
         """SIGTERM a helper child, wait up to ``grace`` for it, then SIGKILL it."""
@@ -986,7 +969,8 @@ class Master:
         self._stop_deadline = self.clock() + wait
 
     def cleanup(self) -> None:
-        self._stop_checker()
+        self.checker.stop(self._stop_child, 2.0)
+        self.acme.stop(self._stop_child, 2.0)
         if self.admin is not None:
             if self.admin.pid is not None:
                 self._stop_child(self.admin.pid, 5.0)
@@ -1061,19 +1045,7 @@ def _write_beside(path: str, data: bytes) -> str:
         mode = os.stat(path).st_mode & 0o777
     except FileNotFoundError:
         mode = 0o600
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        write_all(fd, data)
-        os.fsync(fd)
-    except OSError:
-        os.close(fd)
-        remove_quietly(tmp)
-        raise
-    os.close(fd)
-    return tmp
+    return write_temporary(os.path.dirname(os.path.abspath(path)), data, mode, ".new")
 
 
 def _source_of(path: str) -> dict[str, Any] | None:
@@ -1111,11 +1083,6 @@ def _resolve_workers(value: Any) -> int:
         return os.cpu_count() or 1
     return int(value)
 
-
-def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with code {os.waitstatus_to_exitcode(status)}"
 
 
 def _write_json(path: str, value: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ must have one, so such a config is refused at start, by a reload and by the admi
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..admin.token import ENV_NAME, TokenError, is_loopback, read_token
@@ -58,6 +59,14 @@ def certificate_report(config: dict[str, Any]) -> tuple[list[str], list[str]]:
         for b_index, bind in enumerate(gateway["bind_addresses"]):
             if "tls" not in bind:
                 continue
+            if not bind["tls"]["certificates"]:
+                line, warning = _acme_report(gateway["acme"],
+                                             f"gateways[{g_index}].bind_addresses[{b_index}]"
+                                             ".tls")
+                lines.append(line)
+                if warning is not None:
+                    warnings.append(warning)
+                continue
             for c_index, pair in enumerate(bind["tls"]["certificates"]):
                 where = (f"gateways[{g_index}].bind_addresses[{b_index}].tls."
                          f"certificates[{c_index}]")
@@ -81,7 +90,6 @@ def certificate_report(config: dict[str, Any]) -> tuple[list[str], list[str]]:
 def key_exposure(key_file: str) -> str | None:
     """A warning when a private key file may be read by others than its owner (and its
     group's members: a key shared with a group is a choice; for others it is a leak)."""
-    import os
     import stat
     try:
         mode = stat.S_IMODE(os.stat(key_file).st_mode)
@@ -91,3 +99,24 @@ def key_exposure(key_file: str) -> str | None:
         return (f"{key_file}: the private key is readable by every user (mode "
                 f"{mode:04o}); chmod 600 it")
     return None
+
+
+def _acme_report(acme: dict[str, Any], where: str) -> tuple[str, str | None]:
+    """The line of a ``tls: {}`` listener: the ACME bundle it serves, or that there is
+    none yet (a placeholder is served until the ACME process obtains one)."""
+    from ..acme.storage import AcmeStorage
+    from ..tls.certs import CertificateError, inspect
+
+    bundle = AcmeStorage(acme["storage"]).bundle_path(tuple(acme["names"]))
+    names = ", ".join(acme["names"])
+    if not os.path.exists(bundle):
+        return (f"{where}: ACME certificate for {names}: not obtained yet (a self-signed "
+                "placeholder is served until it is)", None)
+    try:
+        info = inspect(bundle, bundle)
+    except CertificateError as exc:
+        return f"{where}: ACME certificate for {names}: {exc}", f"{where}: {exc}"
+    problem = info.expiry_problem()
+    return (f"{where}: ACME certificate {bundle}: {', '.join(info.names)}; expires "
+            f"{info.not_after.strftime('%Y-%m-%d %H:%M UTC')}",
+            None if problem is None else f"{where}: {problem}")

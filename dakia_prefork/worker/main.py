@@ -37,7 +37,9 @@ def run_worker(slot: int, record: int, listeners: list[tuple[_stdlib_socket.sock
 
     ``spare``: the other slots' sockets, served only while the master marks their slot
     vacant (worker/cover.py)."""
-    reset_master_signals()
+    # USR1 (reopen the logs) kills by default: ignored until serve() installs its handler,
+    # so a logrotate during a worker's boot does not cost the worker.
+    reset_master_signals(ignore_usr1=True)
     die_with_parent(signal.SIGQUIT)
     set_title(f"worker {slot}")
     from gevent import monkey

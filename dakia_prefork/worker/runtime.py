@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..acme.storage import AcmeStorage
 from ..balance import Balancer, PassiveHealth, make_balancer
 from ..config.addresses import describe_address
 from ..config.model import GatewaySettings, Limits, NodeSettings, Settings, UpstreamSettings
@@ -29,6 +30,7 @@ from ..routing.router import GatewayRouter
 from ..shm.counters import CounterTable
 from ..shm.metrics import MetricWriter
 from ..shm.nodestats import NodeStats
+from ..tls.acme_listener import AcmeListenerTls
 from ..tls.contexts import ListenerTls, TlsSettings
 from ..tls.redirect import https_redirects
 from .accesslog import AccessLog
@@ -86,8 +88,8 @@ class UpstreamRuntime:
 class GatewayRuntime:
     __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
                  "interceptors", "underscores", "merge_slashes", "escaped_slashes",
-                 "forward_raw_path", "real_ip", "proxy_protocol", "tls", "https_redirect",
-                 "unrouted_metrics", "route_metrics")
+                 "forward_raw_path", "real_ip", "proxy_protocol", "tls", "acme_tls",
+                 "https_redirect", "unrouted_metrics", "route_metrics", "acme_challenges")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
@@ -115,11 +117,26 @@ class GatewayRuntime:
         # The listeners (by label, as the master names them) that read a PROXY header.
         self.proxy_protocol = frozenset(describe_address(a) for a in spec["bind_addresses"]
                                         if a.get("proxy_protocol"))
+        # Where the ACME process leaves the HTTP-01 answers this gateway serves; None
+        # without ``acme``.
+        self.acme_challenges: str | None = None if settings.acme is None else \
+            AcmeStorage(settings.acme.storage).challenges
         # The TLS listeners (by label), their contexts read from the files now: every
         # version reads them anew, so a reload serves the files as they are.
-        self.tls: dict[str, ListenerTls] = {
-            describe_address(a): ListenerTls(TlsSettings.from_config(a["tls"]))
-            for a in spec["bind_addresses"] if "tls" in a}
+        self.tls: dict[str, ListenerTls] = {}
+        # The ``tls: {}`` listeners: they serve the gateway's ACME certificate, read again
+        # by the worker when the ACME process renews it (tls/acme_listener.py).
+        self.acme_tls: dict[str, AcmeListenerTls] = {}
+        for address in spec["bind_addresses"]:
+            if "tls" not in address:
+                continue
+            label = describe_address(address)
+            tls = TlsSettings.from_config(address["tls"])
+            if tls.certificates or settings.acme is None:
+                self.tls[label] = ListenerTls(tls)
+            else:
+                source = self.acme_tls[label] = AcmeListenerTls(tls, settings.acme, label)
+                self.tls[label] = source.build()
         # The plain listeners that redirect to HTTPS, with the ":port" to send clients to.
         self.https_redirect: dict[str, bytes] = https_redirects(spec["bind_addresses"])
         # The request metrics of each route (by router.match's index) and of requests

@@ -134,6 +134,9 @@ class Worker:
         gevent.signal_handler(signal.SIGINT, self._on_term)
         gevent.signal_handler(signal.SIGHUP, self._check_version)
         gevent.signal_handler(signal.SIGUSR1, self._reopen_logs)
+        # A USR1 that came during boot was ignored (worker/main.py): the files may have been
+        # rotated since this worker opened them, so reopen them once now.
+        self._reopen_logs()
         self._acceptors = [gevent.spawn(self._accept_loop, lsock, info)
                            for lsock, info in self.listeners]
         gevent.spawn(self._heartbeat_loop)
@@ -331,6 +334,7 @@ class Worker:
             self.control.beat(self.record, self.ctx.requests)
             self.control.set_connections(self.record, self.active)
             self._check_version()
+            self._follow_acme_certificates()
             self.ctx.pool.sweep()        # upstream connections idle past timeouts.idle
             gevent.sleep(HEARTBEAT_SECONDS)
 
@@ -351,6 +355,16 @@ class Worker:
         while True:
             gevent.sleep(_LOG_FLUSH_SECONDS)
             self.ctx.access_log.flush()
+
+    def _follow_acme_certificates(self) -> None:
+        """Serve a renewed ACME certificate to new connections (tls/acme_listener.py)."""
+        for gateway in self.ctx.runtime.gateways.values():
+            for label, source in gateway.acme_tls.items():
+                if source.stale():
+                    gateway.tls[label] = source.build()
+                    log.info("worker %d: listener %s now serves %s", self.pid, label,
+                             "a self-signed placeholder" if source.placeholder
+                             else "the ACME certificate " + source.bundle)
 
     def _check_version(self) -> None:
         """Swap to the published config version if it is newer than ours."""

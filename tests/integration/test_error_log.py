@@ -143,3 +143,27 @@ def test_usr1_reopens_the_error_log_in_the_master_the_workers_and_the_health_che
     wait_until(lambda: len(worker_pids(gw)) == 3, 10, "a third worker")
     assert os.path.getsize(rotated) == size
     assert all(LINE.match(line) for line in lines(rotated))
+
+
+def test_usr1_while_workers_boot_costs_no_worker(upstreams, gateways, tmp_path):
+    """logrotate may send USR1 at any moment, also while a worker is starting: before its
+    handler is in, the signal must be ignored (its default action kills). Workers are
+    started over and over (TTIN, TTOU) while USR1 arrives every few milliseconds."""
+    error_log = str(tmp_path / "error.log")
+    up = upstreams(name="app")
+    gw: Gateway = gateways([{"name": "app", "upstream_nodes": [node(up.port)]}],
+                           workers=1, extra={"error_log": error_log})
+    for count in (2, 1) * 4:
+        gw.signal(signal.SIGTTIN if count == 2 else signal.SIGTTOU)
+        deadline_hit = True
+        for _ in range(500):                         # up to ~2.5 s of USR1 every 5 ms
+            gw.signal(signal.SIGUSR1)
+            ready = [w for w in gw.workers() if w["state"] == "ready"]
+            if len(ready) == count and len(worker_pids(gw)) == count:
+                deadline_hit = False
+                break
+            threading.Event().wait(0.005)
+        assert not deadline_hit, f"never {count} ready worker(s): {gw.workers()}"
+    killed = [line for line in lines(error_log) if "killed by SIGUSR1" in line]
+    assert killed == [], killed
+    assert requests.get(gw.url + "/", timeout=10).status_code == 200

@@ -160,6 +160,7 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
     assert gateway == {
         "name": "main",
         "bind_addresses": [{"host": "127.0.0.1", "port": 8080}],
+        "acme": None,
         "real_ip": None,
         "downstreams": [],
         "routers": [],
@@ -396,7 +397,8 @@ def test_admin_listen_is_normalised() -> None:
      "gateways[0].bind_addresses[1]: unix:/run/a.sock is already bound by gateway 'main' "
      "(gateways[0].bind_addresses[0])"),
     (with_gateway(bind_addresses=[{"host": "0.0.0.0", "port": 443, "tls": {}}]),
-     "gateways[0].bind_addresses[0].tls.certificates: required key is missing"),
+     "gateways[0].bind_addresses[0].tls: no certificates: list some, or give the gateway an "
+     "acme block to serve its ACME certificate here"),
     (with_gateway(downstreams=[{"host": "~(("}]),
      "gateways[0].downstreams[0].host: invalid regex: missing ): (("),
     (with_gateway(downstreams=[{"host": "~(a)\\1"}]),
