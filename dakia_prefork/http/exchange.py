@@ -198,6 +198,8 @@ class Exchange:
             return self.answer_early(200, b"")
         label = conn.listener.label
         if gateway.https_redirect and label in gateway.https_redirect:
+            if not host:                # HTTP/1.0 without Host: no name to send it to
+                return self.answer_early(400, _BAD_HOST)
             return self.answer_early(redirect.status_for(head.method), b"", [
                 (b"location", redirect.location(host, gateway.https_redirect[label],
                                                 head.target))])
