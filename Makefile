@@ -47,7 +47,8 @@ COMPILED_TESTS := tests/unit tests/integration/test_proxy.py tests/integration/t
 	tests/integration/test_drain.py tests/integration/test_slow_clients.py \
 	tests/integration/test_real_ip.py tests/integration/test_proxy_protocol.py \
 	tests/integration/test_metrics.py tests/integration/test_access_log.py \
-	tests/integration/test_acme.py tests/integration/test_tls_listeners.py
+	tests/integration/test_acme.py tests/integration/test_tls_listeners.py \
+	tests/integration/test_websocket.py
 
 # Three tests observe the pure modules' insides (they replace a module function, or import a
 # module afresh); compiled code calls its functions directly, so there they would either fail

@@ -87,7 +87,7 @@ def _workers(control: ControlBlock, now: float) -> list[dict[str, Any]]:
     return [{"record": r.record, "slot": r.slot, "generation": r.generation, "pid": r.pid,
              "state": r.state, "config_version": r.config_version,
              "uptime": round(now - r.started, 1), "requests": r.requests,
-             "connections": r.connections,
+             "connections": r.connections, "websockets": r.websockets,
              "last_heartbeat": round(now - r.heartbeat, 1)}
             for r in sorted(control.records(), key=lambda r: (r.slot, r.generation))]
 
@@ -177,9 +177,10 @@ def render(report: dict[str, Any]) -> list[str]:
         lines.append(report["error"])
     lines += ["", "workers"]
     lines += table(("RECORD", "SLOT", "GEN", "PID", "STATE", "CONFIG", "REQUESTS", "CONNS",
-                    "HEARTBEAT", "UPTIME"),
+                    "WS", "HEARTBEAT", "UPTIME"),
                    [(w["record"], w["slot"], w["generation"], w["pid"], w["state"],
                      f"v{w['config_version']}", w["requests"], w["connections"],
+                     w["websockets"],
                      f"{w['last_heartbeat']:.1f}s", duration(w["uptime"]))
                     for w in report["workers"]])
     if report.get("upstreams"):

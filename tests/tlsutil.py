@@ -134,8 +134,9 @@ def self_signed_pair(directory: str, stem: str, names: list[str], *,
                   else serialization.BestAvailableEncryption(passphrase))
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 encryption)
-    return (_write(directory, f"{stem}.pem", _pem_cert(cert)),
-            _write(directory, f"{stem}.key", key_pem))
+    key_path = _write(directory, f"{stem}.key", key_pem)
+    os.chmod(key_path, 0o600)
+    return _write(directory, f"{stem}.pem", _pem_cert(cert)), key_path
 
 
 def ca_pair(directory: str, common: str = "dakia test client CA"):

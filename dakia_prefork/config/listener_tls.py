@@ -18,6 +18,15 @@ from .findings import Findings
 from .location import child
 from .paths import resolve
 
+# Names that cannot carry the client subject: the framing and connection headers, the
+# Host, and the hop records the gateway writes itself (http/forwarding.py).
+_GATEWAY_HEADERS = frozenset((
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive",
+    "proxy-connection", "te", "trailer", "upgrade", "expect", "content-type",
+    "content-encoding", "content-range", "forwarded", "x-forwarded-for",
+    "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "via",
+))
+
 
 def normalise_tls(tls: dict[str, Any], path: str, base_dir: str,
                   findings: Findings) -> dict[str, Any]:
@@ -38,6 +47,10 @@ def normalise_tls(tls: dict[str, Any], path: str, base_dir: str,
                                                    str(tls["min_version"])),
         "ciphers": tls["ciphers"],
     }
+    if header is not None and header.lower() in _GATEWAY_HEADERS:
+        findings.error(child(path, "client_subject_header"),
+                       f"{header!r} is a header the gateway writes or relies on; choose "
+                       "another name (e.g. x-client-subject)")
     if header is not None and client_ca is None:
         findings.error(child(path, "client_subject_header"),
                        "needs client_ca: without client certificates there is no subject")

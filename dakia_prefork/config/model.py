@@ -81,11 +81,13 @@ class UpstreamTimeouts:
     read: float
     write: float
     idle: float
+    websocket_idle: float       # a WebSocket tunnel with no byte either way (http/tunnel.py)
 
     @classmethod
     def from_config(cls, timeouts: Mapping[str, Any]) -> UpstreamTimeouts:
         return cls(float(timeouts["connect"]), float(timeouts["read"]),
-                   float(timeouts["write"]), float(timeouts["idle"]))
+                   float(timeouts["write"]), float(timeouts["idle"]),
+                   float(timeouts["websocket_idle"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +318,7 @@ def admin_upstream(admin: AdminSettings, config_load: ConfigLoadSettings) -> Ups
     return UpstreamSettings(
         name=ADMIN_UPSTREAM, default=False, node_selection_algorithm="round_robin",
         timeouts=UpstreamTimeouts(connect=2.0, read=2 * config_load.timeout + 15,
-                                  write=30.0, idle=30.0),
+                                  write=30.0, idle=30.0, websocket_idle=30.0),
         retries=0, health_check=None,
         # Never ejected: there is one node, and its failures are the API's answers.
         passive_health=PassiveHealthSettings(max_failures=0, eject_seconds=0.0),

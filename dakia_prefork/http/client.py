@@ -110,9 +110,10 @@ class ResponseReader:
 
     def __init__(self, conn: UpstreamConnection, engine: Engine, method: bytes,
                  max_header_bytes: int, replayable: bool = False,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, websocket: bool = False) -> None:
         self.conn = conn
-        self.parser = engine.response_parser(method, max_header_bytes)
+        # ``websocket``: the request was a WebSocket handshake, which a 101 may answer.
+        self.parser = engine.response_parser(method, max_header_bytes, websocket)
         self.replayable = replayable      # nothing received yet on a reused connection
         self.deadline = deadline          # one deadline for the whole response, if set
 

@@ -170,6 +170,10 @@ class DownstreamConnection:
                 # promised the client this connection. Its next request gets the close;
                 # closing now would race that request, already on its way.
                 return
+            if event.upgrade:
+                # A WebSocket handshake answered without a 101: the parser paused after
+                # it (what follows might not have been HTTP); it is HTTP after all.
+                self.parser.resume()
 
     def read_proxy_header(self, timeout: float) -> bool:
         """Read the PROXY protocol header (proxy_protocol.py) within ``timeout`` seconds in

@@ -29,6 +29,13 @@ path is the hot path and an allocation per chunk is what we avoid.
 
 Header names are lower-cased ``bytes``; values are ``bytes`` with surrounding whitespace
 stripped; order and repetition are kept.
+
+Protocol switching (WebSocket): after the END of a head with ``upgrade`` set, a request
+parser pauses: it keeps what it is fed and yields nothing more until the caller says how
+the upstream answered, ``resume()`` (not a 101: parse on, as HTTP) or ``upgraded()`` (a
+101: take the bytes received past the handshake, for the tunnel; the parser is done). A
+response parser made with ``websocket=True`` may yield a 101 head; it is the last event,
+and ``upgraded()`` then returns the bytes received past it.
 """
 from __future__ import annotations
 
@@ -59,6 +66,14 @@ class RequestParser(Protocol):
         close.
         """
 
+    def resume(self) -> None:
+        """After a WebSocket handshake that got no 101: parse what was kept as the next
+        request (see the module docstring). Does nothing when not paused."""
+
+    def upgraded(self) -> bytes:
+        """After a WebSocket handshake answered 101: the bytes received past it, not
+        parsed; the parser is done (feeding it more is a RuntimeError)."""
+
 
 class ResponseParser(Protocol):
     """Upstream side: one per response."""
@@ -72,6 +87,9 @@ class ResponseParser(Protocol):
     @property
     def trailing_data(self) -> bool:
         """True when bytes arrived after END: the connection must not be reused."""
+
+    def upgraded(self) -> bytes:
+        """After a 101 (``websocket`` parsers only): the bytes received past its head."""
 
 
 class Limits(Protocol):

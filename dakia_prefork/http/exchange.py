@@ -30,6 +30,13 @@ Writes to the client are coalesced: every event the parser can produce from one 
 serialised into one buffer and written with one ``send``, so a small response costs one
 write however many events it parses into, and a large one streams with bounded memory.
 
+WebSocket (``head.upgrade``): the handshake is routed, filtered and intercepted like any
+request, and its head goes upstream with the upgrade asked for (forwarding.py). A 101 is
+sent on (with the upstream's end-to-end headers; the response phases do not run, as there
+is no response to rewrite, only a tunnel) and the exchange becomes a ``Tunnel``
+(tunnel.py) until either side closes; its access-log line is written then (status 101,
+bytes both ways). Any other answer is an ordinary response, and the connection stays HTTP.
+
 Retries: a connect failure may go to another node whatever the method; after any of the
 request reached a node, only an idempotent method whose body is still all here. A pooled
 connection found closed is replaced once by a fresh one without counting as a retry, for
@@ -56,6 +63,7 @@ from ..tls import redirect
 from ..tls.subject import with_subject
 from . import client, forwarding
 from .errors import ClientGone, StaleConnection, UpstreamBroke, UpstreamFailed
+from .tunnel import Tunnel
 from .upstream import Node, UpstreamConnection, open_connection
 
 if TYPE_CHECKING:
@@ -71,6 +79,7 @@ _DISCARD_LIMIT = 65536
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CHUNKED_TAIL = (b"transfer-encoding", b"chunked")
 _VIA_TAIL = (b"via", forwarding.VIA)
+_SWITCHED_TAIL: Headers = [*forwarding.WEBSOCKET_HEADERS, _VIA_TAIL]
 _CLOSE_TAIL = (b"connection", b"close")
 _KEEP_ALIVE_TAIL = (b"connection", b"keep-alive")
 _NO_NODE = b"503 Service Unavailable: no upstream node is available\n"
@@ -118,7 +127,7 @@ class RequestBody:
 def _with_target(head: RequestHead, target: bytes) -> RequestHead:
     return RequestHead(head.method, target, head.http_version, head.headers,
                        head.content_length, head.chunked, head.keep_alive,
-                       head.expect_continue)
+                       head.expect_continue, head.upgrade)
 
 
 def _host_of(head: RequestHead) -> bytes:
@@ -189,6 +198,8 @@ class Exchange:
             return self.answer_early(200, b"")
         label = conn.listener.label
         if gateway.https_redirect and label in gateway.https_redirect:
+            if not host:                # HTTP/1.0 without Host: no name to send it to
+                return self.answer_early(400, _BAD_HOST)
             return self.answer_early(redirect.status_for(head.method), b"", [
                 (b"location", redirect.location(host, gateway.https_redirect[label],
                                                 head.target))])
@@ -512,7 +523,8 @@ class Exchange:
         conn = self.conn
         write = conn.write
         reader = client.ResponseReader(uconn, self.runtime.engine, head.method,
-                                       conn.limits.max_header_bytes, replayable)
+                                       conn.limits.max_header_bytes, replayable,
+                                       websocket=head.upgrade)
         pending = reader.pending
         fill = reader.fill
         read_timeout = upstream.read_timeout
@@ -549,6 +561,8 @@ class Exchange:
                     break
                 assert isinstance(event, ResponseHead)
                 if event.status < 200:
+                    if event.status == 101:      # a handshake accepted (engines/policy.py)
+                        return self._tunnel(reader, event, out, upstream)
                     # 100 was already answered by us (Expect is not forwarded); other 1xx
                     # (103 Early Hints) go to HTTP/1.1 clients only.
                     if event.status != 100 and not client_http10:
@@ -623,6 +637,36 @@ class Exchange:
             uconn.close()
         ctx.access(self, status, sent_body)
         return keep_client
+
+    def _tunnel(self, reader: client.ResponseReader, head: ResponseHead, out: list[bytes],
+                upstream: UpstreamRuntime) -> bool:
+        """Send the 101 on and relay the upgraded connection until it ends (tunnel.py); the
+        client's connection closes after it (False)."""
+        ctx = self.ctx
+        conn = self.conn
+        self.head_at = time.monotonic()
+        out.append(forwarding.downstream_head(101, head.reason, head.headers, _SWITCHED_TAIL))
+        conn.write(b"".join(out))
+        uconn = reader.conn
+        tunnel = Tunnel(conn, uconn.sock, upstream.websocket_idle)
+        tunnels = ctx.tunnels
+        tunnels.add(tunnel)
+        if self.metrics is not None:
+            self.metrics.upgraded()
+        try:
+            tunnel.run(conn.parser.upgraded(), reader.parser.upgraded())
+        finally:
+            tunnels.discard(tunnel)
+            uconn.close()
+        assert self.request is not None
+        log.debug("websocket %s: %s after %d bytes up, %d down", self.request.path,
+                  tunnel.ended, tunnel.to_upstream, tunnel.to_client)
+        # The access log's request_bytes and body_bytes_sent: the tunnel's two directions.
+        received = self.request_body = RequestBody()
+        received.size = tunnel.to_upstream
+        received.complete = True
+        ctx.access(self, 101, tunnel.to_client)
+        return False
 
     def _relay_replaced(self, reader: client.ResponseReader, body: Body, status: int,
                         reason: bytes, headers: Headers, out: list[bytes], keep_client: bool,

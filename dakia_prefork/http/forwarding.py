@@ -13,7 +13,10 @@ Request side (RFC 9110 7.6): hop-by-hop headers go; ``X-Forwarded-For`` gets the
 address appended, ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` are ours (the client's are
 dropped), ``Via`` gets our hop appended, ``Expect`` is answered by the gateway and not
 forwarded, and a Host is added for HTTP/1.0 clients that sent none. The body framing is
-the client's (Content-Length, or chunked re-chunked).
+the client's (Content-Length, or chunked re-chunked). Upgrade and Connection are hop-by-hop
+like the rest, but a WebSocket handshake (``RequestHead.upgrade``, engines/policy.py) asks
+the next hop for the same upgrade: ``Connection: upgrade`` and ``Upgrade: websocket`` are
+written for it after the client's end-to-end headers.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ _REQUEST_OWNED = HOP_BY_HOP | {b"x-forwarded-for", b"via", b"x-forwarded-proto",
                                b"x-forwarded-host", b"expect"}
 _SEP = b": "
 _CHUNKED = b"transfer-encoding: chunked\r\n"
+_WEBSOCKET = b"connection: upgrade\r\nupgrade: websocket\r\n"
+WEBSOCKET_HEADERS: Headers = [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
 
 
 def _joined(first: bytes, more: bytes) -> bytes:
@@ -104,6 +109,8 @@ def upstream_head(head: RequestHead, client: RequestHead, peer: bytes, scheme: b
         append(_CHUNKED)
     elif head.content_length is not None:
         append(b"content-length: %d\r\n" % head.content_length)
+    if client.upgrade:
+        append(_WEBSOCKET)
     append(CRLF)
     return b"".join(out)
 
@@ -145,6 +152,8 @@ def upstream_head_reference(head: RequestHead, client: RequestHead, peer: bytes,
         kept.append((b"transfer-encoding", b"chunked"))
     elif head.content_length is not None:
         kept.append((b"content-length", b"%d" % head.content_length))
+    if client.upgrade:
+        kept.extend(WEBSOCKET_HEADERS)
     return request_head(head.method, head.target, kept)
 
 

@@ -171,7 +171,7 @@ class UpstreamRequest:
             target = quote(self.target, safe=_TARGET_SAFE).encode("ascii")
         return RequestHead(method, target, original.http_version,
                            self.headers.raw, original.content_length, original.chunked,
-                           original.keep_alive, original.expect_continue)
+                           original.keep_alive, original.expect_continue, original.upgrade)
 
 
 class Context:

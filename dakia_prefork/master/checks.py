@@ -81,7 +81,24 @@ def certificate_report(config: dict[str, Any]) -> tuple[list[str], list[str]]:
                 problem = info.expiry_problem()
                 if problem is not None:
                     warnings.append(f"{where}: {problem}")
+                problem = key_exposure(pair["key"])
+                if problem is not None:
+                    warnings.append(f"{where}: {problem}")
     return lines, warnings
+
+
+def key_exposure(key_file: str) -> str | None:
+    """A warning when a private key file may be read by others than its owner (and its
+    group's members: a key shared with a group is a choice; for others it is a leak)."""
+    import stat
+    try:
+        mode = stat.S_IMODE(os.stat(key_file).st_mode)
+    except OSError:
+        return None
+    if mode & 0o004:
+        return (f"{key_file}: the private key is readable by every user (mode "
+                f"{mode:04o}); chmod 600 it")
+    return None
 
 
 def _acme_report(acme: dict[str, Any], where: str) -> tuple[str, str | None]:

@@ -45,14 +45,17 @@ class RequestHead:
     ``chunked`` is true for ``Transfer-Encoding: chunked``. A request with neither has no body.
     ``keep_alive`` folds the version and the Connection header: HTTP/1.1 unless ``close``,
     HTTP/1.0 only with ``keep-alive``. ``expect_continue`` is true for ``Expect: 100-continue``.
+    ``upgrade`` is true for a WebSocket handshake (http/engines/policy.py says exactly when):
+    the parser then waits after it (``RequestParser.resume``/``upgraded``) until the
+    upstream's answer says whether the connection stays HTTP.
     """
 
     __slots__ = ("method", "target", "http_version", "headers", "content_length", "chunked",
-                 "keep_alive", "expect_continue")
+                 "keep_alive", "expect_continue", "upgrade")
 
     def __init__(self, method: bytes, target: bytes, http_version: bytes, headers: Headers,
                  content_length: int | None, chunked: bool, keep_alive: bool,
-                 expect_continue: bool) -> None:
+                 expect_continue: bool, upgrade: bool = False) -> None:
         self.method = method
         self.target = target
         self.http_version = http_version
@@ -61,6 +64,7 @@ class RequestHead:
         self.chunked = chunked
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
+        self.upgrade = upgrade
 
     def __repr__(self) -> str:
         return f"RequestHead({self.method!r}, {self.target!r}, {self.http_version!r}, {self.headers!r})"

@@ -24,4 +24,4 @@ def without_underscores(head: RequestHead) -> RequestHead:
     return RequestHead(head.method, head.target, head.http_version,
                        [(n, v) for n, v in head.headers if b"_" not in n],
                        head.content_length, head.chunked, head.keep_alive,
-                       head.expect_continue)
+                       head.expect_continue, head.upgrade)

@@ -9,7 +9,8 @@ master, for ``GET /metrics``) renders the same exposition:
 - request counters and histograms: the workers' metric regions (shm/metrics.py), summed
   over every region in use, for the label sets the config has (metrics/keys.py explains
   why the reader derives them from the config rather than reading them back);
-- open client connections: the sum of the control block's worker records;
+- open client connections and WebSocket tunnels: the sums of the control block's worker
+  records;
 - config version, reloads, worker restarts: the control block's header (the master's);
 - upstream nodes: the node table (shm/nodestats.py), looked up by the node key the
   balancers use (``<gateway>/<upstream>/<host:port>``), never claiming an entry.
@@ -41,7 +42,7 @@ from ..shm.metrics import OVERFLOW_KEY, MetricRegions
 from ..shm.nodestats import UNHEALTHY, NodeStats
 from .keys import (BUCKET_COUNT, BUCKETS, REQUEST_BYTES, REQUEST_DURATION, REQUESTS,
                    RESPONSE_BYTES, STATUS_CLASSES, RATE_LIMIT_REJECTIONS, UPSTREAM_DURATION,
-                   RouteKeys, gateway_routes)
+                   WEBSOCKET_UPGRADES, RouteKeys, gateway_routes)
 
 __all__ = ["CONTENT_TYPE", "MetricsReader", "render"]
 
@@ -101,8 +102,13 @@ class _Collector(Collector):
         control = self.reader.control
         connections = GaugeMetricFamily(
             "dakia_client_connections", "Client connections open, over every worker.")
-        connections.add_metric([], sum(r.connections for r in control.records()))
+        records = control.records()
+        connections.add_metric([], sum(r.connections for r in records))
         yield connections
+        websockets = GaugeMetricFamily(
+            "dakia_websocket_connections", "WebSocket tunnels open, over every worker.")
+        websockets.add_metric([], sum(r.websockets for r in records))
+        yield websockets
         version = GaugeMetricFamily("dakia_config_version",
                                     "The config version the master published.")
         version.add_metric([], control.config_version)
@@ -166,6 +172,7 @@ class _Table:
     upstream: tuple[int, ...]
     upstream_sum: int
     rejections: int
+    websocket_upgrades: int
 
 
 @functools.lru_cache(maxsize=16384)
@@ -182,7 +189,8 @@ def _table(keys: RouteKeys) -> _Table:
         upstream=tuple(keys.upstream_bucket(b) for b in range(BUCKET_COUNT)) if proxied
         else (),
         upstream_sum=keys.upstream_sum() if proxied else 0,
-        rejections=keys.rejections() if proxied else 0)
+        rejections=keys.rejections() if proxied else 0,
+        websocket_upgrades=keys.websocket_upgrades() if proxied else 0)
 
 
 def _requests(sums: Mapping[int, int], routes: list[RouteKeys]) -> Iterator[Metric]:
@@ -207,6 +215,9 @@ def _requests(sums: Mapping[int, int], routes: list[RouteKeys]) -> Iterator[Metr
     rejections = CounterMetricFamily(RATE_LIMIT_REJECTIONS.removesuffix("_total"),
                                      "Requests a rate_limiter refused (429).",
                                      labels=["gateway", "route"])
+    upgrades = CounterMetricFamily(WEBSOCKET_UPGRADES.removesuffix("_total"),
+                                   "WebSocket handshakes the upstream accepted (101).",
+                                   labels=["gateway", "route"])
     get = sums.get
     for keys in routes:
         table = _table(keys)
@@ -224,7 +235,9 @@ def _requests(sums: Mapping[int, int], routes: list[RouteKeys]) -> Iterator[Metr
                                          _buckets(sums, table.upstream),
                                          get(table.upstream_sum, 0) / 1e6)
             rejections.add_metric(route, get(table.rejections, 0))
-    yield from (requests, duration, upstream_duration, bytes_in, bytes_out, rejections)
+            upgrades.add_metric(route, get(table.websocket_upgrades, 0))
+    yield from (requests, duration, upstream_duration, bytes_in, bytes_out, rejections,
+                upgrades)
 
 
 def _buckets(sums: Mapping[int, int], keys: tuple[int, ...]) -> list[tuple[str, float]]:

@@ -40,6 +40,7 @@ UPSTREAM_DURATION = "dakia_upstream_duration_seconds"
 REQUEST_BYTES = "dakia_request_bytes_total"
 RESPONSE_BYTES = "dakia_response_bytes_total"
 RATE_LIMIT_REJECTIONS = "dakia_rate_limit_rejections_total"
+WEBSOCKET_UPGRADES = "dakia_websocket_upgrades_total"
 
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (seconds) of the latency histograms' buckets, ``+Inf`` after the last:
@@ -110,6 +111,9 @@ class RouteKeys:
     def rejections(self) -> int:
         return metric_key(RATE_LIMIT_REJECTIONS, self.gateway, self.route)
 
+    def websocket_upgrades(self) -> int:
+        return metric_key(WEBSOCKET_UPGRADES, self.gateway, self.route)
+
     @property
     def upstream_labels(self) -> tuple[str, ...]:
         """The values of the ``upstream`` label this route's requests take."""
@@ -130,6 +134,7 @@ class RouteKeys:
                 yield self.upstream_bucket(bucket)
             yield self.upstream_sum()
             yield self.rejections()
+            yield self.websocket_upgrades()
 
 
 def gateway_routes(gateway: Mapping[str, Any]) -> list[RouteKeys]:

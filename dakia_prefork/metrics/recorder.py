@@ -12,7 +12,8 @@ by label. A reload builds new objects; entries already claimed are found again, 
 their values carry on (the region outlives config versions and workers).
 
 The request path calls ``observe`` once per request, from the access-log funnel
-(worker/context.py), and ``rejected`` when a rate limiter refused one.
+(worker/context.py), ``rejected`` when a rate limiter refused one, and ``upgraded`` when
+an upstream accepted a WebSocket handshake (its ``observe`` comes when the tunnel ends).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class RouteMetrics:
 
     __slots__ = ("keys", "_writer", "_words", "_claimed", "_proxied", "_local", "_duration",
                  "_duration_sum", "_upstream", "_upstream_sum", "_bytes_in", "_bytes_out",
-                 "_rejections")
+                 "_rejections", "_upgrades")
 
     def __init__(self, writer: MetricWriter, keys: RouteKeys) -> None:
         self.keys = keys
@@ -46,6 +47,7 @@ class RouteMetrics:
         self._bytes_in = 0
         self._bytes_out = 0
         self._rejections = 0
+        self._upgrades = 0
 
     def _claim(self) -> None:
         slot = self._writer.slot
@@ -57,6 +59,7 @@ class RouteMetrics:
             self._upstream = [slot(keys.upstream_bucket(b)) for b in range(BUCKET_COUNT)]
             self._upstream_sum = slot(keys.upstream_sum())
             self._rejections = slot(keys.rejections())
+            self._upgrades = slot(keys.websocket_upgrades())
         else:
             self._proxied = self._local
         self._duration = [slot(keys.duration_bucket(b)) for b in range(BUCKET_COUNT)]
@@ -105,6 +108,15 @@ class RouteMetrics:
         if self._rejections:
             words = self._words
             at = self._rejections
+            words[at] += 1
+
+    def upgraded(self) -> None:
+        """An upstream of this route accepted a WebSocket handshake (answered 101)."""
+        if not self._claimed:
+            self._claim()
+        if self._upgrades:
+            words = self._words
+            at = self._upgrades
             words[at] += 1
 
 

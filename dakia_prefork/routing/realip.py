@@ -156,4 +156,4 @@ def with_forwarded_for(head: RequestHead, prefix: str, real_ip: str | None = Non
         headers.append((_X_REAL_IP, real_ip.encode("latin-1")))
     return RequestHead(head.method, head.target, head.http_version, headers,
                        head.content_length, head.chunked, head.keep_alive,
-                       head.expect_continue)
+                       head.expect_continue, head.upgrade)

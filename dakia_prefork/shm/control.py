@@ -5,7 +5,8 @@ Every field has exactly one writer, so nothing here takes a lock:
 - the header (config version, master pid, readiness, and the master's counters: reloads
   that succeeded and failed, workers that died unasked) is written by the master only;
 - record ``i`` is written by the worker the master gave record ``i`` (boot, heartbeat,
-  requests served, open client connections, config version it serves) and cleared by
+  requests served, open client connections and WebSocket tunnels, config version it
+  serves) and cleared by
   the master when it reaps that
   worker. Records are not slots: during a rolling restart two workers serve one slot, each
   with its own record; the record carries the slot it serves.
@@ -39,8 +40,9 @@ MAX_SLOTS = 256
 
 _HEADER = struct.Struct("=IIQQdI")         # magic, layout, master pid, config version, started,
 _HEADER_SIZE = 64                          # ready
-_RECORD = struct.Struct("=IIQddQIIQ")      # pid, state, config version, started, heartbeat,
-                                           # requests, slot, generation, connections
+_RECORD = struct.Struct("=IIQddQIIQQ")     # pid, state, config version, started, heartbeat,
+                                           # requests, slot, generation, connections,
+                                           # websockets
 _RECORD_SIZE = 64
 
 STATE_FREE = 0
@@ -59,6 +61,7 @@ _REC_OFF_VERSION = 8
 _REC_OFF_HEARTBEAT = 24
 _REC_OFF_REQUESTS = 32
 _REC_OFF_CONNECTIONS = 48
+_REC_OFF_WEBSOCKETS = 56
 _VACANT_OFF = _HEADER_SIZE + MAX_SLOTS * _RECORD_SIZE
 _VACANT_WORDS = MAX_SLOTS // 64
 _RELOAD_OFF = _VACANT_OFF + 64
@@ -82,6 +85,7 @@ class WorkerRecord:
     heartbeat: float
     requests: int
     connections: int = 0
+    websockets: int = 0
 
 
 class ControlBlock:
@@ -122,7 +126,7 @@ class ControlBlock:
         the worker's own later writes (state, heartbeat) can never be overwritten."""
         now = time.time()
         _RECORD.pack_into(self._buf, _HEADER_SIZE + record * _RECORD_SIZE, pid, STATE_BOOTING,
-                          config_version, now, now, 0, slot, generation, 0)
+                          config_version, now, now, 0, slot, generation, 0, 0)
 
     def set_pid(self, record: int, pid: int) -> None:
         _I.pack_into(self._buf, _HEADER_SIZE + record * _RECORD_SIZE, pid)
@@ -174,6 +178,11 @@ class ControlBlock:
         clears it with the record)."""
         _Q.pack_into(self._buf, _HEADER_SIZE + record * _RECORD_SIZE + _REC_OFF_CONNECTIONS,
                      connections)
+
+    def set_websockets(self, record: int, websockets: int) -> None:
+        """The WebSocket tunnels this worker relays now (a gauge, as ``set_connections``)."""
+        _Q.pack_into(self._buf, _HEADER_SIZE + record * _RECORD_SIZE + _REC_OFF_WEBSOCKETS,
+                     websockets)
 
     # -- readers -------------------------------------------------------------------------
     @property
@@ -247,10 +256,10 @@ class ControlBlock:
         return None
 
     def record(self, record: int) -> WorkerRecord:
-        pid, state, version, started, heartbeat, requests, slot, generation, connections = \
-            _RECORD.unpack_from(self._buf, _HEADER_SIZE + record * _RECORD_SIZE)
+        (pid, state, version, started, heartbeat, requests, slot, generation, connections,
+         websockets) = _RECORD.unpack_from(self._buf, _HEADER_SIZE + record * _RECORD_SIZE)
         return WorkerRecord(record, slot, generation, pid, STATE_NAMES.get(state, "?"), version,
-                            started, heartbeat, requests, connections)
+                            started, heartbeat, requests, connections, websockets)
 
     def records(self) -> list[WorkerRecord]:
         return [r for r in (self.record(i) for i in range(MAX_SLOTS)) if r.pid]

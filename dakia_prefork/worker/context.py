@@ -20,6 +20,7 @@ from .runtime import Runtime
 
 if TYPE_CHECKING:
     from ..http.exchange import Exchange
+    from ..http.tunnel import Tunnel
 
 __all__ = ["Limits", "ListenerInfo", "WorkerContext"]
 
@@ -43,6 +44,9 @@ class WorkerContext:
         self.resolver = resolver if resolver is not None else Resolver()
         self.draining = False
         self.requests = 0
+        # The WebSocket tunnels open now (status, metrics, and the drain closes them at
+        # graceful_timeout).
+        self.tunnels: set[Tunnel] = set()
 
     @property
     def limits(self) -> Limits:

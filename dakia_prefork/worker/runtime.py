@@ -63,7 +63,7 @@ def build_nodes(spec: Mapping[str, Any]) -> list[Node]:
 
 class UpstreamRuntime:
     __slots__ = ("settings", "name", "nodes", "balancer", "key_kind", "connect_timeout",
-                 "read_timeout", "write_timeout", "idle_timeout", "retries")
+                 "read_timeout", "write_timeout", "idle_timeout", "websocket_idle", "retries")
 
     def __init__(self, gateway: str, settings: UpstreamSettings, counters: CounterTable | None,
                  node_stats: NodeStats | None = None) -> None:
@@ -82,6 +82,7 @@ class UpstreamRuntime:
         self.read_timeout = timeouts.read
         self.write_timeout = timeouts.write
         self.idle_timeout = timeouts.idle
+        self.websocket_idle = timeouts.websocket_idle
         self.retries = settings.retries
 
 

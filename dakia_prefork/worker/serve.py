@@ -42,6 +42,9 @@ log = logging.getLogger("dakia.worker")
 HEARTBEAT_SECONDS = 1.0
 _LOG_FLUSH_SECONDS = 0.2
 _DRAIN_IDLE_CLOSE = 1.0
+# How long the tunnels closed at graceful_timeout get to finish (their pumps are killed at
+# once; this is for their access-log lines).
+_TUNNEL_CLOSE_SECONDS = 1.0
 # The longest a connection answered with an error is read from before it is closed.
 _LINGER_SECONDS = 1.0
 
@@ -197,6 +200,19 @@ class Worker:
                     except OSError:
                         pass
             gevent.sleep(0.05)
+        if ctx.tunnels:
+            # WebSockets ran as long as graceful_timeout allowed: end them here rather than
+            # by exiting, so that each writes its access-log line (status 101, bytes).
+            log.warning("worker %d: graceful_timeout reached: closing %d WebSocket(s)",
+                        self.pid, len(ctx.tunnels))
+            closing: set[DownstreamConnection] = set()
+            for tunnel in list(ctx.tunnels):
+                tunnel.close()
+                closing.add(tunnel.conn)
+            # Their connections leave ``connections`` once the line is written.
+            until = time.monotonic() + _TUNNEL_CLOSE_SECONDS
+            while not closing.isdisjoint(self.connections) and time.monotonic() < until:
+                gevent.sleep(0.01)
         if self.connections:
             log.warning("worker %d: graceful_timeout reached with %d connection(s) open",
                         self.pid, len(self.connections))
@@ -333,6 +349,7 @@ class Worker:
                 self._on_quit()
             self.control.beat(self.record, self.ctx.requests)
             self.control.set_connections(self.record, self.active)
+            self.control.set_websockets(self.record, len(self.ctx.tunnels))
             self._check_version()
             self._follow_acme_certificates()
             self.ctx.pool.sweep()        # upstream connections idle past timeouts.idle

@@ -85,6 +85,10 @@ _NEXT = b"GET /next HTTP/1.1\r\nHost: served.example\r\n\r\n"
     b"GET http://served.example:99999/ HTTP/1.1\r\nHost: served.example\r\n\r\n",
     b"GET http://[served.example]/ HTTP/1.1\r\nHost: served.example\r\n\r\n",
     b"GET http://x@served.example/ HTTP/1.1\r\nHost: served.example\r\n\r\n",
+    # A fragment: never part of a request target (RFC 9112 3.2); an upstream might cut
+    # the path there, or not.
+    b"GET /a#b HTTP/1.1\r\nHost: served.example\r\n\r\n",
+    b"GET /a?q=1#b HTTP/1.1\r\nHost: served.example\r\n\r\n",
     # A path above the root (the path normaliser).
     b"GET /../x HTTP/1.1\r\nHost: served.example\r\n\r\n",
     b"GET /a/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: served.example\r\n\r\n",

@@ -126,10 +126,11 @@ def clients():
 
 def tls_gateway(gateways, upstream, tls: dict[str, Any], *, engine: str = "h11",
                 extra_binds: list[dict[str, Any]] | None = None,
-                extra: dict[str, Any] | None = None, gateway: dict[str, Any] | None = None):
+                extra: dict[str, Any] | None = None, gateway: dict[str, Any] | None = None,
+                workers: int = 1):
     """A gateway whose first listener is TLS with ``tls``."""
     gw = gateways([{"name": "app", "upstream_nodes": [node(upstream.port)]}], engine=engine,
-                  start=False, extra=extra, gateway=gateway)
+                  start=False, extra=extra, gateway=gateway, workers=workers)
     binds = gw.config["gateways"][0]["bind_addresses"]
     binds[0]["tls"] = tls
     binds.extend(extra_binds or [])
@@ -289,6 +290,10 @@ def test_mtls_refuses_missing_and_unknown_certificates_and_forwards_the_subject(
     status, _, body = client.get(headers=(("x-client-subject", "CN=ops"),))
     assert (status, body) == (200, b"app")
     assert upstream.received[-1].header_all("x-client-subject") == ["CN=other"]
+    # Nor can a client have it dropped on the way as a hop-by-hop header.
+    status, _, body = client.get(headers=(("connection", "x-client-subject"),))
+    assert (status, body) == (200, b"app")
+    assert upstream.received[-1].header_all("x-client-subject") == ["CN=other"]
     client = clients(gw.port, "a.example", client_context(cert=pki["ops"]))
     status, _, body = client.get()
     assert (status, body) == (200, b"ops-app")
@@ -341,9 +346,13 @@ def test_hup_serves_replaced_files_to_new_connections_while_old_ones_go_on(
     cert, key = self_signed_pair(d, "site", ["a.example"])
     first = der_of(cert)
     upstream = upstreams(name="app")
-    gw = tls_gateway(gateways, upstream, {"certificates": [{"cert": cert, "key": key}]})
-    old = clients(gw.port, "a.example")
-    assert old.served_der == first and old.get()[0] == 200
+    gw = tls_gateway(gateways, upstream, {"certificates": [{"cert": cert, "key": key}]},
+                     workers=2)
+    pids = sorted(w["pid"] for w in gw.workers())
+    # Open keep-alive connections, on whichever workers the kernel hands them to.
+    olds = [clients(gw.port, "a.example") for _ in range(6)]
+    for old in olds:
+        assert old.served_der == first and old.get()[0] == 200
     # Replaced in place, under the same paths (what a renewal does): no config change.
     renewed = str(tmp_path / "renewed")
     os.mkdir(renewed)
@@ -352,28 +361,32 @@ def test_hup_serves_replaced_files_to_new_connections_while_old_ones_go_on(
     os.replace(new_cert, cert)
     second = der_of(cert)
     assert second != first
-    time.sleep(0.8)      # the old connection waits idle long enough to be parked
+    time.sleep(0.8)      # the old connections wait idle long enough to be parked
     result = gw.cli("reload")
     assert result.returncode == 0, result.stderr
-
-    def new_connections_get_the_new_certificate() -> bool:
+    wait_until(lambda: all(w["config_version"] == 2 for w in gw.workers()), 10,
+               "both workers to serve the reloaded version")
+    # The same workers (no restart), and every one of them serves the new file now.
+    assert sorted(w["pid"] for w in gw.workers()) == pids
+    for _ in range(10):
         client = TlsClient(gw.port, "a.example")
         try:
-            return client.served_der == second and client.get()[0] == 200
+            assert client.served_der == second
+            assert client.get()[0] == 200
         finally:
             client.close()
-    wait_until(new_connections_get_the_new_certificate, 10, "the reload to reach the worker",
-               interval=0.1)
-    # The connection opened before goes on, with the certificate it was served.
-    for _ in range(3):
-        status, _, body = old.get()
-        assert (status, body) == (200, b"app")
-    assert old.served_der == first
+    # The connections opened before go on, with the certificate they were served.
+    for old in olds:
+        for _ in range(2):
+            status, _, body = old.get()
+            assert (status, body) == (200, b"app")
+        assert old.served_der == first
 
 
 def test_a_reload_can_turn_tls_on_and_off_on_a_bound_port(upstreams, gateways, pki) -> None:
     upstream = upstreams(name="app")
     gw = gateways([{"name": "app", "upstream_nodes": [node(upstream.port)]}])
+    pid = gw.workers()[0]["pid"]
     gw.config["gateways"][0]["bind_addresses"][0]["tls"] = {
         "certificates": certificates(pki["a"])}
     gw.write_config()
@@ -389,6 +402,21 @@ def test_a_reload_can_turn_tls_on_and_off_on_a_bound_port(upstreams, gateways, p
         finally:
             client.close()
     wait_until(speaks_tls, 10, "TLS on the port after the reload", interval=0.1)
+    del gw.config["gateways"][0]["bind_addresses"][0]["tls"]
+    gw.write_config()
+    assert gw.cli("reload").returncode == 0
+
+    def speaks_plain_http() -> bool:
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=2) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            try:
+                return sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            except OSError:
+                return False
+    wait_until(speaks_plain_http, 10, "plain HTTP on the port after the next reload",
+               interval=0.1)
+    # The same worker all along: the port stayed bound and the worker swapped settings.
+    assert [w["pid"] for w in gw.workers()] == [pid]
 
 
 # -- redirect_https -----------------------------------------------------------------------
@@ -414,6 +442,10 @@ def test_redirect_https_keeps_host_path_and_query(upstreams, gateways, pki, curl
     assert answer.startswith(b"HTTP/1.1 308 ")
     assert f"\r\nlocation: https://a.example:{gw.port}/form\r\n".encode() in answer
     assert upstream.received == []          # nothing plain went upstream
+    # HTTP/1.0 without a Host (known here: no downstreams) has no name to redirect to.
+    with socket.create_connection(("127.0.0.1", plain), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
     result = subprocess.run([curl, "-sS", "-L", "-k", "--max-time", "10",
                              f"http://127.0.0.1:{plain}/hello?x=1"],
                             capture_output=True, text=True, timeout=30)
@@ -438,3 +470,84 @@ def test_quit_closes_idle_tls_connections_without_waiting_for_graceful_timeout(
         assert "graceful_timeout reached" not in gw.log_text()
     finally:
         client.close()
+
+
+def test_the_admin_api_swaps_certificates_too(upstreams, gateways, clients, tmp_path) -> None:
+    """POST /reload (as HUP) and PUT /config naming other files, each under an open
+    keep-alive TLS connection that goes on."""
+    import http.client
+    import json
+
+    token = "tls-admin-token-0123456789"
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    d = str(tmp_path / "certs")
+    os.mkdir(d)
+    cert, key = self_signed_pair(d, "site", ["a.example"])
+    first = der_of(cert)
+    admin_port = free_port()
+    upstream = upstreams(name="app")
+    gw = tls_gateway(gateways, upstream, {"certificates": [{"cert": cert, "key": key}]},
+                     extra={"admin": {"listen": f"127.0.0.1:{admin_port}",
+                                      "token_file": str(token_file)}})
+
+    def admin(method: str, path: str, document: Any = None) -> tuple[int, Any]:
+        wait_until(lambda: _accepts(admin_port), 10, "the admin listener")
+        conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=60)
+        try:
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            conn.request(method, path, body=None if document is None else json.dumps(document),
+                         headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, json.loads(data) if data else None
+        finally:
+            conn.close()
+
+    def served() -> bytes:
+        client = TlsClient(gw.port, "a.example")
+        try:
+            assert client.get()[0] == 200
+            return client.served_der
+        finally:
+            client.close()
+
+    old = clients(gw.port, "a.example")
+    assert old.served_der == first and old.get()[0] == 200
+    renewed = str(tmp_path / "renewed")
+    os.mkdir(renewed)
+    new_cert, new_key = self_signed_pair(renewed, "site", ["a.example"])
+    os.replace(new_key, key)
+    os.replace(new_cert, cert)
+    second = der_of(cert)
+    status, answer = admin("POST", "/reload")
+    assert status == 200, answer
+    wait_until(lambda: served() == second, 10, "the reload to reach the worker", interval=0.1)
+    other_cert, other_key = self_signed_pair(renewed, "other", ["a.example"])
+    third = der_of(other_cert)
+    status, config = admin("GET", "/config")
+    assert status == 200, config
+    config["gateways"][0]["bind_addresses"][0]["tls"]["certificates"] = [
+        {"cert": other_cert, "key": other_key}]
+    status, answer = admin("PUT", "/config", config)
+    assert status == 200, answer
+    wait_until(lambda: served() == third, 10, "the new config to reach the worker",
+               interval=0.1)
+    status, _, body = old.get()
+    assert (status, body) == (200, b"app") and old.served_der == first
+    # A config whose key does not match is refused, and the certificate in service stays.
+    config["gateways"][0]["bind_addresses"][0]["tls"]["certificates"] = [
+        {"cert": other_cert, "key": key}]
+    status, answer = admin("PUT", "/config", config)
+    assert status == 422, (status, answer)
+    assert "this key does not match the certificate" in json.dumps(answer)
+    assert served() == third
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False

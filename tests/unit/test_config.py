@@ -173,7 +173,8 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
             "name": "app",
             "default": False,
             "traffic_distribution_policy": {"node_selection_algorithm": "round_robin"},
-            "timeouts": {"connect": 5, "read": 60, "write": 60, "idle": 60},
+            "timeouts": {"connect": 5, "read": 60, "write": 60, "idle": 60,
+                         "websocket_idle": 3600},
             "retries": 1,
             "health_check": None,
             "passive_health": {"max_failures": 3, "eject_seconds": 10},
@@ -193,7 +194,7 @@ def test_partial_limits_and_timeouts_are_completed() -> None:
     assert config["limits"]["max_body_bytes"] == 1024
     assert config["limits"]["max_header_bytes"] == 65536
     assert config["gateways"][0]["upstreams"][0]["timeouts"] == {
-        "connect": 5, "read": 5, "write": 60, "idle": 60}
+        "connect": 5, "read": 5, "write": 60, "idle": 60, "websocket_idle": 3600}
 
 
 def test_relative_paths_resolve_against_base_dir(tmp_path: Path) -> None:

@@ -345,10 +345,11 @@ def test_invalid_response_is_502(make_harness: MakeHarness) -> None:
 
 
 def test_unsolicited_101_is_502(make_harness: MakeHarness) -> None:
-    """The gateway never forwards Upgrade, so a 101 is a broken upstream, for both engines."""
+    """Only a WebSocket upgrade is forwarded (test_websocket.py), so a 101 to anything else
+    (here h2c, dropped as hop-by-hop) is a broken upstream, for both engines."""
     h = make_harness()
     h.upstream(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n")
-    client = h.serve(get(headers=b"connection: upgrade\r\nupgrade: websocket\r\n"))
+    client = h.serve(get(headers=b"connection: upgrade\r\nupgrade: h2c\r\n"))
     assert responses(client.written, b"GET")[0].status == 502
 
 

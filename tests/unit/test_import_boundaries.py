@@ -116,6 +116,26 @@ def configs(tmp_path: Any) -> dict[str, str]:
             "every": write_config(directory, "every.json", interceptor_entries(directory))}
 
 
+def test_checking_a_tls_config_loads_nothing_that_serves(tmp_path: Any) -> None:
+    """`dakia-master check` on a TLS listener loads and checks its certificates (ssl and
+    cryptography) and still loads nothing that serves HTTP."""
+    config_path = write_config(str(tmp_path), "tls.json", [])
+    with open(config_path) as f:
+        config = json.load(f)
+    config["gateways"][0]["bind_addresses"][0]["tls"] = {
+        "certificates": [{"cert": "tls/cert.pem", "key": "tls/key.pem"}]}
+    with open(config_path, "w") as f:
+        json.dump(config, f)
+    modules = fresh_modules(f"""
+        from dakia_prefork import cli
+        from dakia_prefork.tls.certs import write_self_signed
+        write_self_signed({str(tmp_path / "tls")!r}, ["a.example"], 30)
+        assert cli.main(["check", "-c", {config_path!r}]) == 0
+        """)
+    assert {"dakia_prefork.tls.certs", "dakia_prefork.tls.contexts", "ssl"} <= modules
+    assert_none("checking certificates loads nothing that serves", modules, SERVING)
+
+
 # -- master/: never gevent, never http/ ------------------------------------------------------
 def test_the_master_imports_nothing_that_serves_http() -> None:
     modules = fresh_modules("""

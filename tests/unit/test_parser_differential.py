@@ -179,9 +179,9 @@ def test_fast_path_agrees_with_the_reference(monkeypatch: pytest.MonkeyPatch) ->
         return result
 
     def response(head: bytes, status: int, reason: bytes, headers: Headers,
-                 method: bytes) -> ResponseHead | None:
+                 method: bytes, websocket: bool = False) -> ResponseHead | None:
         try:
-            result = plain_response(head, status, reason, headers, method)
+            result = plain_response(head, status, reason, headers, method, websocket)
         except ProtocolError as exc:
             assert _reference_response(head, method) == ("error", exc.status), head
             raise

@@ -422,7 +422,7 @@ def test_fast_engine_keeps_typical_traffic_off_the_reference(
     for case in corpus.REQUESTS:
         if case.name in ("typical browser GET", "POST with Content-Length", "chunked",
                          "pipelined GET, POST, chunked", "Expect: 100-continue",
-                         "Upgrade: websocket (parsed as a plain request)", "one hundred headers",
+                         "Upgrade: websocket (a handshake: the parser pauses after it)", "one hundred headers",
                          "HTTP/1.0 keep-alive", "trailing whitespace stripped from values"):
             assert corpus.verdict(corpus.replay(fast.request_parser(), [case.raw])) is None
     for rcase in corpus.RESPONSES:

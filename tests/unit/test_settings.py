@@ -137,6 +137,14 @@ def test_no_default_is_written_in_code() -> None:
         Settings.from_config(config)
 
 
+def test_websocket_idle_is_typed_per_upstream() -> None:
+    raw = copy.deepcopy(MINIMAL)
+    raw["gateways"][0]["upstreams"][0]["timeouts"] = {"websocket_idle": 2}
+    up = settings_of(raw)[0].gateway("main").upstream("app")
+    assert up.timeouts.websocket_idle == 2.0 and isinstance(up.timeouts.websocket_idle, float)
+    assert up.timeouts.idle == 60.0
+
+
 def test_values_are_typed_and_taken_from_the_file() -> None:
     raw = copy.deepcopy(MINIMAL)
     raw.update(workers=3, graceful_timeout=5, access_log="off", access_log_format="json",
@@ -154,6 +162,7 @@ def test_values_are_typed_and_taken_from_the_file() -> None:
     assert gateway.bind_addresses == (("tcp", "127.0.0.1", 8080),)
     up = gateway.upstream("app")
     assert (up.timeouts.read, up.timeouts.connect, up.retries, up.default) == (0.5, 5.0, 0, True)
+    assert up.timeouts.websocket_idle == 3600.0       # the schema's default
     assert up.node_selection_algorithm == "least_connection"
     assert [n.address for n in up.nodes] == [("tcp", "127.0.0.1", 3000),
                                              ("unix", "/etc/dakia/app.sock", 0)]

@@ -52,10 +52,10 @@ def _report() -> dict:
         "workers": [
             {"record": 0, "slot": 0, "generation": 3, "pid": 4125, "state": "ready",
              "config_version": 7, "uptime": 11_000.0, "requests": 10234, "connections": 12,
-             "last_heartbeat": 0.4},
+             "websockets": 2, "last_heartbeat": 0.4},
             {"record": 2, "slot": 1, "generation": 3, "pid": 4190, "state": "booting",
              "config_version": 7, "uptime": 1.0, "requests": 0, "connections": 0,
-             "last_heartbeat": 1.0}],
+             "websockets": 0, "last_heartbeat": 1.0}],
         "upstreams": [
             {"gateway": "edge", "upstream": "api", "node": "10.0.0.1:80",
              "algorithm": "least_connection", "health": "healthy", "active": 3,
@@ -77,9 +77,9 @@ def test_render_shows_the_master_its_workers_and_the_upstream_nodes():
         "vacant slots (covered by the other workers): 1",
         "",
         "workers",
-        "RECORD  SLOT  GEN   PID  STATE    CONFIG  REQUESTS  CONNS  HEARTBEAT  UPTIME",
-        "     0     0    3  4125  ready    v7         10234     12  0.4s       3h03m",
-        "     2     1    3  4190  booting  v7             0      0  1.0s       1s",
+        "RECORD  SLOT  GEN   PID  STATE    CONFIG  REQUESTS  CONNS  WS  HEARTBEAT  UPTIME",
+        "     0     0    3  4125  ready    v7         10234     12   2  0.4s       3h03m",
+        "     2     1    3  4190  booting  v7             0      0   0  1.0s       1s",
         "",
         "upstreams (config v7)",
         "GATEWAY  UPSTREAM  NODE                HEALTH     PASSIVE       IN-FLIGHT",
@@ -94,7 +94,7 @@ def test_render_says_what_could_not_be_read_and_why_a_reload_was_refused():
               "error": "cannot read the control block: no such segment"}
     assert render(report) == ["master  pid 9", "cannot read the control block: no such segment",
                               "", "workers", "RECORD  SLOT  GEN  PID  STATE  CONFIG  REQUESTS  "
-                              "CONNS  HEARTBEAT  UPTIME", "(none)"]
+                              "CONNS  WS  HEARTBEAT  UPTIME", "(none)"]
     refused = _report()
     refused["last_reload"] = {"ok": False, "at": refused["last_reload"]["at"], "version": 7,
                               "errors": ["workers: expected an integer", "state_dir: full"]}

@@ -248,3 +248,42 @@ def test_days_left_counts_from_now() -> None:
     assert info.days_left(now) == 14.0
     assert info.expiry_problem(now) is None
     assert info.expiry_problem(now + datetime.timedelta(hours=1)) is not None
+
+
+def test_the_subject_header_is_the_gateways_alone() -> None:
+    from dakia_prefork.message.heads import RequestHead
+    from dakia_prefork.tls.subject import header_value, with_subject
+    head = RequestHead(b"GET", b"/", b"1.1", [
+        (b"host", b"a"), (b"x-client-subject", b"CN=forged"),
+        (b"connection", b"keep-alive, X-Client-Subject"), (b"x-client-subject", b"CN=again")],
+        None, False, True, False)
+    got = with_subject(head, b"x-client-subject", "CN=ops,O=Example")
+    assert got.headers == [(b"host", b"a"), (b"connection", b"keep-alive"),
+                           (b"x-client-subject", b"CN=ops,O=Example")]
+    alone = RequestHead(b"GET", b"/", b"1.1", [(b"connection", b"x-client-subject")],
+                        None, False, True, False)
+    assert with_subject(alone, b"x-client-subject", "").headers == []
+    assert header_value("CN=Zoë\n") == b"CN=Zo\\C3\\AB\\0A"
+
+
+def test_a_subject_header_the_gateway_owns_is_refused(tmp_path: Any) -> None:
+    cert, key = self_signed_pair(str(tmp_path), "a", ["a.example"])
+    ca, _ = self_signed_pair(str(tmp_path), "ca", ["ca.example"])
+    [error] = errors_of(tls_config({"certificates": [{"cert": cert, "key": key}],
+                                    "client_ca": ca, "client_subject_header": "Host"}),
+                        str(tmp_path))
+    assert error == ("gateways[0].bind_addresses[0].tls.client_subject_header: 'Host' is a "
+                     "header the gateway writes or relies on; choose another name "
+                     "(e.g. x-client-subject)")
+
+
+def test_check_warns_of_a_key_every_user_can_read(tmp_path: Any) -> None:
+    cert, key = self_signed_pair(str(tmp_path), "a", ["a.example"])
+    os.chmod(key, 0o644)
+    config, _ = validate(tls_config({"certificates": [{"cert": cert, "key": key}]}),
+                         base_dir=str(tmp_path))
+    _lines, warnings = certificate_report(config)
+    assert warnings == [f"{CERT0}: {key}: the private key is readable by every user (mode "
+                        "0644); chmod 600 it"]
+    os.chmod(key, 0o640)
+    assert certificate_report(config)[1] == []

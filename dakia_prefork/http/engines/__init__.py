@@ -30,9 +30,10 @@ class Engine(Protocol):
     def request_parser(self, max_header_bytes: int = 65536) -> RequestParser:
         """A parser for the requests of one client connection."""
 
-    def response_parser(self, request_method: bytes,
-                        max_header_bytes: int = 65536) -> ResponseParser:
-        """A parser for one upstream response to a request with ``request_method``.
+    def response_parser(self, request_method: bytes, max_header_bytes: int = 65536,
+                        websocket: bool = False) -> ResponseParser:
+        """A parser for one upstream response to a request with ``request_method``
+        (``websocket``: to a WebSocket handshake, which a 101 may answer).
 
         Raises ValueError for CONNECT, which the gateway never forwards.
         """
@@ -48,10 +49,10 @@ class H11Engine:
         """See Engine.request_parser."""
         return H11RequestParser(max_header_bytes)
 
-    def response_parser(self, request_method: bytes,
-                        max_header_bytes: int = 65536) -> ResponseParser:
+    def response_parser(self, request_method: bytes, max_header_bytes: int = 65536,
+                        websocket: bool = False) -> ResponseParser:
         """See Engine.response_parser."""
-        return H11ResponseParser(request_method, max_header_bytes)
+        return H11ResponseParser(request_method, max_header_bytes, websocket)
 
     def __repr__(self) -> str:
         return "H11Engine()"
@@ -77,10 +78,10 @@ class HttptoolsEngine:
         """See Engine.request_parser."""
         return self._request(max_header_bytes)
 
-    def response_parser(self, request_method: bytes,
-                        max_header_bytes: int = 65536) -> ResponseParser:
+    def response_parser(self, request_method: bytes, max_header_bytes: int = 65536,
+                        websocket: bool = False) -> ResponseParser:
         """See Engine.response_parser."""
-        return self._response(request_method, max_header_bytes)
+        return self._response(request_method, max_header_bytes, websocket)
 
     def __repr__(self) -> str:
         return "HttptoolsEngine()"

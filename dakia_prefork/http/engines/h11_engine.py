@@ -30,6 +30,12 @@ on unusual input.
 
 Errors are queued behind the events that precede them (see ``events``), so a pipelined
 request that is broken does not hide the good requests before it.
+
+A WebSocket handshake (``RequestHead.upgrade``) pauses the request parser after its END:
+what follows may be WebSocket frames rather than a request, and only the upstream's answer
+tells. ``upgraded`` hands those bytes over for the tunnel, ``resume`` parses them as the
+next request. A response parser made for a handshake ends at a 101 the same way, keeping
+what follows it for the tunnel. The httptools engine has the same states.
 """
 from __future__ import annotations
 
@@ -51,6 +57,8 @@ _DONE: Final = 3
 _DEAD: Final = 4
 _LENGTH: Final = 5    # a Content-Length body, counted here
 _CHUNKED: Final = 6   # a chunked body, decoded by ChunkedDecoder
+_PAUSED: Final = 7    # after a WebSocket handshake: bytes are kept, not parsed (resume/upgraded)
+_SWITCHED: Final = 8  # the connection is no longer HTTP: bytes are kept for the tunnel
 
 
 def _from_h11(exc: h11.RemoteProtocolError, status: int | None = None) -> ProtocolError:
@@ -95,16 +103,24 @@ def _synthetic_request(method: bytes) -> h11.Request:
     return request
 
 
-def client_connection(request_method: bytes, limit: int) -> h11.Connection:
-    """An h11 client connection that has sent a request with ``request_method``."""
+# A WebSocket handshake's stand-in: h11 takes a 101 only after a request that proposed an
+# upgrade (its state machine's pending switch proposal).
+_SYNTHETIC_WEBSOCKET = h11.Request(method=b"GET", target=b"/", headers=[
+    (b"host", b"upstream"), (b"connection", b"upgrade"), (b"upgrade", b"websocket")])
+
+
+def client_connection(request_method: bytes, limit: int,
+                      websocket: bool = False) -> h11.Connection:
+    """An h11 client connection that has sent a request with ``request_method`` (a
+    WebSocket handshake when ``websocket``)."""
     conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=limit)
-    conn.send(_synthetic_request(request_method))
+    conn.send(_SYNTHETIC_WEBSOCKET if websocket else _synthetic_request(request_method))
     conn.send(_END_OF_MESSAGE)
     return conn
 
 
 def reference_response_head(conn: h11.Connection, head: bytes,
-                            request_method: bytes) -> ResponseHead:
+                            request_method: bytes, websocket: bool = False) -> ResponseHead:
     """Judge one complete response head with ``conn``, a client connection awaiting it.
 
     Raises ProtocolError(502) for anything h11 or the policy refuses.
@@ -117,7 +133,7 @@ def reference_response_head(conn: h11.Connection, head: bytes,
         raise _from_h11(exc, 502) from None
     assert isinstance(event, (h11.Response, h11.InformationalResponse)), event
     result = policy.response_head(event.status_code, event.reason, event.http_version,
-                                  list(event.headers), request_method)
+                                  list(event.headers), request_method, websocket)
     assert result is not None, "h11 output is canonical"
     return result
 
@@ -126,7 +142,7 @@ class H11RequestParser:
     """Downstream parser on h11 (see the module docstring)."""
 
     __slots__ = ("_limit", "_buf", "_scan", "_chunked", "_events", "_error", "_state", "_eof",
-                 "_keep_alive", "_remaining")
+                 "_keep_alive", "_remaining", "_upgrade")
 
     def __init__(self, max_header_bytes: int = 65536) -> None:
         self._limit = max_header_bytes
@@ -139,10 +155,19 @@ class H11RequestParser:
         self._state = _HEAD
         self._eof = False
         self._keep_alive = True            # of the request being read
+        self._upgrade = False              # the request being read is a WebSocket handshake
 
     def feed(self, data: bytes) -> None:
         """See RequestParser.feed. Errors are queued, never raised here."""
         if self._state == _DEAD:
+            return
+        if self._state >= _PAUSED:
+            if self._state == _SWITCHED:
+                raise RuntimeError("data fed after the connection switched protocols")
+            if data:
+                self._buf += data          # at most one read: nobody reads while paused
+            else:
+                self._eof = True           # handled on resume
             return
         if self._eof:
             if data:
@@ -171,6 +196,29 @@ class H11RequestParser:
             self._error = exc
             self._state = _DEAD
             self._chunked = None
+
+    def resume(self) -> None:
+        """See RequestParser.resume."""
+        if self._state != _PAUSED:
+            return
+        self._state = _HEAD
+        self._upgrade = False
+        try:
+            self._run()
+            if self._eof:
+                self._feed_eof()
+        except ProtocolError as exc:
+            self._error = exc
+            self._state = _DEAD
+            self._chunked = None
+
+    def upgraded(self) -> bytes:
+        """See RequestParser.upgraded."""
+        data = bytes(self._buf)
+        self._buf = bytearray()
+        self._events.clear()
+        self._state = _SWITCHED
+        return data
 
     def next_event(self) -> RequestEvent:
         """See RequestParser.next_event."""
@@ -211,6 +259,7 @@ class H11RequestParser:
         head = reference_request_head(bytes(buf[:end]), self._limit)[0]
         self._scan = 0
         self._keep_alive = head.keep_alive
+        self._upgrade = head.upgrade
         self._events.append(head)
         del buf[:end]                      # what follows the head: body, then the next request
         if head.chunked:
@@ -235,6 +284,9 @@ class H11RequestParser:
             if remaining:
                 return False
         self._events.append(END)
+        if self._upgrade:
+            self._state = _PAUSED          # a handshake has no body: ``buf`` is what follows
+            return False
         if self._keep_alive:
             self._state = _HEAD
             return True
@@ -282,16 +334,18 @@ class H11ResponseParser:
     """Upstream parser on h11, for one response (see the module docstring)."""
 
     __slots__ = ("_limit", "_method", "_buf", "_scan", "_conn", "_events", "_error", "_state",
-                 "_eof", "_seen", "_trailing", "_remaining", "_chunked")
+                 "_eof", "_seen", "_trailing", "_remaining", "_chunked", "_websocket")
 
-    def __init__(self, request_method: bytes, max_header_bytes: int = 65536) -> None:
+    def __init__(self, request_method: bytes, max_header_bytes: int = 65536,
+                 websocket: bool = False) -> None:
         if request_method == b"CONNECT":
             raise ValueError("the gateway never forwards CONNECT")
         self._limit = max_header_bytes
         self._method = request_method
+        self._websocket = websocket        # the request was a handshake: a 101 may come
         self._buf = bytearray()
         self._scan = 0
-        self._conn = client_connection(request_method, max_header_bytes)
+        self._conn = client_connection(request_method, max_header_bytes, websocket)
         self._events: deque[ResponseEvent] = deque()
         self._error: ProtocolError | None = None
         self._state = _HEAD
@@ -305,6 +359,12 @@ class H11ResponseParser:
     def trailing_data(self) -> bool:
         """See ResponseParser.trailing_data."""
         return self._trailing
+
+    def upgraded(self) -> bytes:
+        """See ResponseParser.upgraded."""
+        data = bytes(self._buf)
+        self._buf = bytearray()
+        return data
 
     def feed(self, data: bytes) -> None:
         """See ResponseParser.feed. Errors are queued, never raised here."""
@@ -320,6 +380,8 @@ class H11ResponseParser:
             if not data:
                 self._eof = True
                 self._feed_eof()
+            elif self._state == _SWITCHED:
+                self._buf += data
             elif self._state == _HEAD:
                 self._buf += data
                 self._run()
@@ -374,9 +436,14 @@ class H11ResponseParser:
         if end == -1:
             self._scan = max(0, len(buf) - 2)
             return False
-        head = reference_response_head(self._conn, bytes(buf[:end]), self._method)
+        head = reference_response_head(self._conn, bytes(buf[:end]), self._method,
+                                       self._websocket)
         self._events.append(head)
         self._scan = 0
+        if head.status == 101:             # only ever for a handshake (policy)
+            del buf[:end]                  # the first bytes of the tunnel, if any
+            self._state = _SWITCHED
+            return False
         if head.status < 200:
             del buf[:end]
             return True
@@ -452,6 +519,8 @@ class H11ResponseParser:
 
     def _feed_eof(self) -> None:
         """The upstream closed: ends a close-delimited body, else the response is broken."""
+        if self._state == _SWITCHED:
+            return                         # the tunnel's business
         if self._state == _LENGTH or self._state == _CHUNKED:
             raise ProtocolError("upstream closed before the end of the response body", 502)
         if self._state == _BODY:

@@ -23,9 +23,13 @@ Each message goes through three steps:
 Why a fresh llhttp parser per head: llhttp never sees bodies, so after a head with a body
 it would sit waiting for one; a new parser costs about 0.2 µs, less than keeping it in step.
 Why not llhttp's keep-alive and upgrade logic: ``should_keep_alive()`` is unreliable once a
-message completed, and an Upgrade is not honoured by this gateway, so both come from
-``policy``. llhttp's HttpParserUpgrade (Upgrade + Connection: upgrade, or CONNECT) only
-means "the head was parsed"; the head then goes through the same checks as any other.
+message completed, and only WebSocket upgrades are honoured, under the rules both engines
+must share, so both come from ``policy``. llhttp's HttpParserUpgrade (Upgrade +
+Connection: upgrade, or CONNECT) only means "the head was parsed"; the head then goes
+through the same checks as any other. After a WebSocket handshake the request parser
+pauses (``_PAUSED``) and a response parser made for one stops at its 101 (``_SWITCHED``),
+as in the h11 engine: the bytes that follow are kept whole for ``resume`` or ``upgraded``;
+a 101 is rare enough to be judged by the reference.
 
 Buffering: a read that holds whole messages is parsed in place; only an incomplete head or
 chunk-size line is kept, in a bytearray, until the rest arrives (appending to it is
@@ -55,6 +59,8 @@ _CLOSE: Final = 3     # inside a close-delimited (response) body
 _DRAINED: Final = 4   # request side: a message that closes the connection has ended
 _DONE: Final = 5      # nothing more to parse
 _DEAD: Final = 6      # an error was raised: it is all next_event has left to say
+_PAUSED: Final = 7    # request side: after a WebSocket handshake, bytes kept unparsed
+_SWITCHED: Final = 8  # the connection is no longer HTTP: bytes kept for the tunnel
 
 _head_end_search: Final = framing.HEAD_END.search
 
@@ -172,12 +178,36 @@ class _Parser(ABC, Generic[_Event]):
 class HttptoolsRequestParser(_Parser[RequestEvent]):
     """Downstream parser on llhttp (see the module docstring)."""
 
-    __slots__ = ("_keep_alive", "_url")
+    __slots__ = ("_keep_alive", "_url", "_upgrade")
 
     def __init__(self, max_header_bytes: int = 65536) -> None:
         super().__init__(max_header_bytes)
         self._keep_alive = True                 # of the request being read
+        self._upgrade = False                   # it is a WebSocket handshake
         self._url = b""
+
+    def resume(self) -> None:
+        """See RequestParser.resume."""
+        if self._state != _PAUSED:
+            return
+        self._state = _HEAD
+        self._upgrade = False
+        pending = self._pending
+        eof = self._eof
+        self._pending = None
+        self._eof = False
+        if pending:
+            self.feed(bytes(pending))
+        if eof:
+            self.feed(b"")
+
+    def upgraded(self) -> bytes:
+        """See RequestParser.upgraded."""
+        pending = self._pending
+        self._pending = None
+        self._events.clear()
+        self._state = _SWITCHED
+        return bytes(pending) if pending else b""
 
     def on_url(self, url: bytes) -> None:
         """llhttp callback: collect the request target."""
@@ -198,6 +228,7 @@ class HttptoolsRequestParser(_Parser[RequestEvent]):
                 events.append(head)
                 pos = head_end
                 self._keep_alive = head.keep_alive
+                self._upgrade = head.upgrade
                 if head.chunked:
                     self._chunked = ChunkedDecoder(self._limit, None)
                     self._state = _CHUNKED
@@ -217,11 +248,17 @@ class HttptoolsRequestParser(_Parser[RequestEvent]):
                 if not decoder.done:
                     return pos
                 self._chunked = None
+            elif state == _PAUSED:
+                return pos      # kept in _pending: at most one read, nobody reads meanwhile
+            elif state == _SWITCHED:
+                raise RuntimeError("data fed after the connection switched protocols")
             else:  # _DRAINED
                 raise ProtocolError("data after a request that closes the connection", 400)
             # The message has ended.
             events.append(END)
-            self._state = _HEAD if self._keep_alive else _DRAINED
+            # A handshake has no body, so nothing of it is left to read before the pause.
+            self._state = _PAUSED if self._upgrade else _HEAD if self._keep_alive \
+                else _DRAINED
         return pos
 
     def _head(self, head: bytes) -> RequestHead:
@@ -243,6 +280,8 @@ class HttptoolsRequestParser(_Parser[RequestEvent]):
         """The client closed its side: end cleanly between messages, else fail."""
         pending = self._pending
         state = self._state
+        if state == _PAUSED:
+            return          # ``_eof`` is set: resume() feeds the EOF after what is pending
         if state == _HEAD and pending:
             status = framing.size_error(pending, 0, -1, self._limit, at_eof=True)
             raise ProtocolError("connection closed inside a request head", status or 400)
@@ -259,13 +298,15 @@ class HttptoolsRequestParser(_Parser[RequestEvent]):
 class HttptoolsResponseParser(_Parser[ResponseEvent]):
     """Upstream parser on llhttp, for one response (see the module docstring)."""
 
-    __slots__ = ("_method", "_seen", "_trailing", "_reason")
+    __slots__ = ("_method", "_seen", "_trailing", "_reason", "_websocket")
 
-    def __init__(self, request_method: bytes, max_header_bytes: int = 65536) -> None:
+    def __init__(self, request_method: bytes, max_header_bytes: int = 65536,
+                 websocket: bool = False) -> None:
         if request_method == b"CONNECT":
             raise ValueError("the gateway never forwards CONNECT")
         super().__init__(max_header_bytes)
         self._method = request_method
+        self._websocket = websocket     # the request was a handshake: a 101 may come
         self._seen = False          # any byte of the response received yet
         self._trailing = False
         self._reason = b""
@@ -278,6 +319,12 @@ class HttptoolsResponseParser(_Parser[ResponseEvent]):
     def trailing_data(self) -> bool:
         """See ResponseParser.trailing_data."""
         return self._trailing
+
+    def upgraded(self) -> bytes:
+        """See ResponseParser.upgraded."""
+        pending = self._pending
+        self._pending = None
+        return bytes(pending) if pending else b""
 
     def _parse(self, buf: bytes | bytearray) -> int:
         self._seen = True
@@ -294,6 +341,9 @@ class HttptoolsResponseParser(_Parser[ResponseEvent]):
                                   else bytes(buf[pos:head_end]))
                 events.append(head)
                 pos = head_end
+                if head.status == 101:      # only ever for a handshake (policy)
+                    self._state = _SWITCHED
+                    return pos
                 if head.status < 200:
                     continue  # an informational response: the final head follows
                 body = head.body
@@ -322,6 +372,8 @@ class HttptoolsResponseParser(_Parser[ResponseEvent]):
             elif state == _CLOSE:
                 events.append(buf if pos == 0 and type(buf) is bytes else bytes(buf[pos:]))
                 return end
+            elif state == _SWITCHED:
+                return pos      # kept in _pending for the tunnel
             else:  # _DONE: whatever follows the response
                 self._trailing = True
                 return end
@@ -340,7 +392,7 @@ class HttptoolsResponseParser(_Parser[ResponseEvent]):
         except (HttpParserError, HttpParserUpgrade):
             return self._reference(head)
         result = validate.response(head, parser.get_status_code(), self._reason,
-                                   self._headers, self._method)
+                                   self._headers, self._method, self._websocket)
         if result is None:
             return self._reference(head)
         return result
@@ -348,12 +400,14 @@ class HttptoolsResponseParser(_Parser[ResponseEvent]):
     def _reference(self, head: bytes) -> ResponseHead:
         """The h11 engine's verdict on one head (a fresh client connection per head is
         equivalent: h11 reads each head of a response the same way)."""
-        conn = client_connection(self._method, self._limit)
-        return reference_response_head(conn, head, self._method)
+        conn = client_connection(self._method, self._limit, self._websocket)
+        return reference_response_head(conn, head, self._method, self._websocket)
 
     def _feed_eof(self) -> None:
         """The upstream closed: ends a close-delimited body, else the response is broken."""
         state = self._state
+        if state == _SWITCHED:
+            return          # the tunnel's business
         if state == _CLOSE:
             self._events.append(END)
             self._state = _DONE

@@ -23,7 +23,16 @@ the target must be origin-form, absolute-form with an http(s) scheme, or ``*`` f
 smuggling vector), as is Transfer-Encoding in an HTTP/1.0 message (6.1: its framing must be
 treated as faulty); a Content-Length over 2**63 - 1 is refused (400), as an upstream that
 wraps it around would read the rest of the body as a new request. Responses: the same rules,
-all answered with 502, and a 101 is refused (the gateway never asks for an upgrade).
+all answered with 502, and a 101 is refused unless the request was a WebSocket handshake.
+
+WebSocket (RFC 6455 4.1): a request is a handshake (``RequestHead.upgrade``) when it is an
+HTTP/1.1 GET without a body whose Upgrade names ``websocket`` and whose Connection names
+``upgrade`` (and not ``close``). Only then does the gateway forward the upgrade; any other
+Upgrade (``h2c``, ``TLS/1.0``, a WebSocket over HTTP/1.0 or with a body) is dropped as a
+hop-by-hop header, so the request goes on as plain HTTP, which RFC 9110 7.8 allows a server
+to do. The answer to a handshake may be a 101 whose Upgrade names ``websocket``: the
+parser's last event (``body`` "none", not keep-alive), after which the bytes are not HTTP.
+A 101 naming anything else is a broken upstream (502).
 """
 from __future__ import annotations
 
@@ -39,10 +48,10 @@ MAX_CONTENT_LENGTH: Final = 2**63 - 1
 _CL_MAX_DIGITS: Final = 20
 
 # Header names whose values this module reads; everything else passes untouched.
-_HOST, _LENGTH, _CODING, _CONNECTION, _EXPECT = range(5)
+_HOST, _LENGTH, _CODING, _CONNECTION, _EXPECT, _UPGRADE = range(6)
 _INTEREST: Final = {b"host": _HOST, b"content-length": _LENGTH,
                     b"transfer-encoding": _CODING, b"connection": _CONNECTION,
-                    b"expect": _EXPECT}
+                    b"expect": _EXPECT, b"upgrade": _UPGRADE}
 
 _ABSOLUTE_FORM: Final = re.compile(rb"[hH][tT][tT][pP][sS]?://[^/?#]")
 
@@ -61,6 +70,18 @@ def comma_tokens(values: list[bytes]) -> list[bytes]:
             if token:
                 tokens.append(token)
     return tokens
+
+
+def is_websocket_handshake(method: bytes, version: bytes, upgrade: list[bytes],
+                           connection: list[bytes] | None, has_body: bool) -> bool:
+    """Whether a request with these Upgrade values asks for a WebSocket (module docstring).
+
+    Called only when an Upgrade header is present, so a plain request pays nothing for it."""
+    if method != b"GET" or version != b"1.1" or has_body or connection is None:
+        return False
+    tokens = comma_tokens(connection)
+    return (b"upgrade" in tokens and b"close" not in tokens
+            and b"websocket" in comma_tokens(upgrade))
 
 
 def keep_alive(version: bytes, connection: list[bytes] | None) -> bool:
@@ -107,12 +128,18 @@ def request_head(method: bytes, target: bytes, version: bytes,
     chunked = False
     connection: list[bytes] | None = None
     expect: list[bytes] | None = None
+    upgrade: list[bytes] | None = None
     for name, value in headers:
         kind = _INTEREST.get(name)
         if kind is None:
             continue
         if kind == _HOST:
             hosts += 1
+        elif kind == _UPGRADE:
+            if upgrade is None:
+                upgrade = [value]
+            else:
+                upgrade.append(value)
         elif kind == _LENGTH:
             if length is not None or not value.isdigit() or len(value) > _CL_MAX_DIGITS:
                 return None
@@ -140,6 +167,10 @@ def request_head(method: bytes, target: bytes, version: bytes,
         raise ProtocolError("CONNECT is not supported", 405)
     if target[0] != 0x2F:  # not origin-form
         target, headers = _absolute_form(method, target, headers)
+    elif b"#" in target:
+        # A fragment is never part of a request target (RFC 9112 3.2): the gateway and an
+        # upstream could disagree on where the path ends.
+        raise ProtocolError("invalid request target", 400)
     content_length = None
     if length is not None:
         if chunked:
@@ -152,22 +183,32 @@ def request_head(method: bytes, target: bytes, version: bytes,
     # As h11's has_expect_100_continue: only HTTP/1.1 clients wait for a 100.
     expect_continue = (expect is not None and version == b"1.1"
                        and b"100-continue" in comma_tokens(expect))
+    websocket = upgrade is not None and is_websocket_handshake(
+        method, version, upgrade, connection, chunked or bool(content_length))
     return RequestHead(method, target, version, headers, content_length, chunked,
-                       keep_alive(version, connection), expect_continue)
+                       keep_alive(version, connection), expect_continue, websocket)
 
 
 def response_head(status: int, reason: bytes, version: bytes, headers: Headers,
-                  request_method: bytes) -> ResponseHead | None:
+                  request_method: bytes, websocket: bool = False) -> ResponseHead | None:
     """Build the ResponseHead of a head whose grammar h11 accepts, or return None.
 
     None as for ``request_head``; every policy refusal is a ProtocolError(502).
+    ``websocket``: the request was a WebSocket handshake, so a 101 may answer it.
     """
     length: bytes | None = None
     chunked = False
     connection: list[bytes] | None = None
+    upgrade: list[bytes] | None = None
     for name, value in headers:
         kind = _INTEREST.get(name)
         if kind is None or kind == _HOST or kind == _EXPECT:
+            continue
+        if kind == _UPGRADE:
+            if upgrade is None:
+                upgrade = [value]
+            else:
+                upgrade.append(value)
             continue
         if kind == _LENGTH:
             if length is not None or not value.isdigit() or len(value) > _CL_MAX_DIGITS:
@@ -187,7 +228,12 @@ def response_head(status: int, reason: bytes, version: bytes, headers: Headers,
     if version != b"1.1" and version != b"1.0":
         raise ProtocolError("upstream HTTP version not supported", 502)
     if status == 101:
-        raise ProtocolError("upstream switched protocols unasked", 502)
+        if not websocket:
+            raise ProtocolError("upstream switched protocols unasked", 502)
+        if upgrade is None or b"websocket" not in comma_tokens(upgrade):
+            raise ProtocolError("upstream switched to another protocol than websocket", 502)
+        # The last HTTP on this connection: what follows is the tunnel's.
+        return ResponseHead(status, reason, version, headers, None, "none", False)
     content_length = None
     if length is not None:
         if chunked:

@@ -55,7 +55,7 @@ def request(head: bytes, url: bytes, headers: Headers) -> RequestHead | None:
 
 
 def response(head: bytes, status: int, reason: bytes, headers: Headers,
-             request_method: bytes) -> ResponseHead | None:
+             request_method: bytes, websocket: bool = False) -> ResponseHead | None:
     """The ResponseHead of a head llhttp accepted, or None if h11 must judge it.
 
     As ``request``; ``status`` and ``reason`` are llhttp's (reason is b"" when absent).
@@ -68,4 +68,4 @@ def response(head: bytes, status: int, reason: bytes, headers: Headers,
         return None
     if reason and len(reason.translate(None, CONTROL_BYTES)) != len(reason):
         return None
-    return policy.response_head(status, reason, version, headers, request_method)
+    return policy.response_head(status, reason, version, headers, request_method, websocket)
