@@ -18,7 +18,6 @@ import tempfile
 
 from ..acme.storage import AcmeStorage
 from ..config.model import AcmeSettings
-from .certs import CertificateError, self_signed
 from .contexts import ListenerTls, TlsSettings
 
 log = logging.getLogger("dakia.tls")
@@ -54,6 +53,7 @@ class AcmeListenerTls:
 
     def build(self) -> ListenerTls:
         """The listener's contexts over the bundle as it is now, or over a placeholder."""
+        from .certs import CertificateError
         self.signature = _signature(self.bundle)
         if self.signature is not None:
             try:
@@ -70,6 +70,7 @@ class AcmeListenerTls:
         return self._placeholder()
 
     def _placeholder(self) -> ListenerTls:
+        from .certs import self_signed
         cert_pem, key_pem = self_signed(self.names, PLACEHOLDER_DAYS)
         # ssl loads certificates from files only: a private temporary one, gone at once.
         fd, path = tempfile.mkstemp(prefix="dakia-placeholder-", suffix=".pem")

@@ -29,9 +29,10 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .certs import CertificateInfo, inspect
+if TYPE_CHECKING:
+    from .certs import CertificateInfo
 
 DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 """TLS 1.2 suites served by default: forward secrecy and AEAD only (TLS 1.3's are
@@ -92,6 +93,8 @@ class ListenerTls:
         self.settings = settings
         self.subject_header = (None if settings.client_subject_header is None
                                else settings.client_subject_header.lower().encode("latin-1"))
+        # cryptography only once a listener is TLS: a plain worker does not load it.
+        from .certs import inspect
         infos: list[CertificateInfo] = []
         contexts: list[ssl.SSLContext] = []
         for cert_file, key_file in settings.certificates:

@@ -15,8 +15,6 @@ import logging
 import socket
 import ssl
 
-from cryptography import x509
-
 from .contexts import ListenerTls
 
 log = logging.getLogger("dakia.tls")
@@ -50,6 +48,10 @@ def accept_tls(sock: socket.socket, tls: ListenerTls, timeout: float,
         # CERT_REQUIRED: the handshake failed unless a certificate verified.
         der = wrapped.getpeercert(binary_form=True)
         if der:
+            # Imported here, not at the top: cryptography's x509 costs a worker about
+            # 9 MB, which only an mTLS listener needs (the first import is the one paid).
+            from cryptography import x509
+
             subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
     return wrapped, subject
 

@@ -137,6 +137,18 @@ def test_checking_a_tls_config_loads_nothing_that_serves(tmp_path: Any) -> None:
 
 
 # -- master/: never gevent, never http/ ------------------------------------------------------
+def test_a_plain_worker_loads_no_certificate_code() -> None:
+    """cryptography's x509 costs every worker about 9 MB: a worker loads it only once a
+    config has a TLS listener (or an interceptor that verifies signatures)."""
+    modules = fresh_modules("""
+        from gevent import monkey
+        monkey.patch_all()
+        import dakia_prefork.worker.serve, dakia_prefork.worker.runtime
+        """)
+    assert_none("a worker's modules load cryptography only when a listener needs it",
+                modules, ("cryptography", "dakia_prefork.tls.certs"))
+
+
 def test_the_master_imports_nothing_that_serves_http() -> None:
     modules = fresh_modules("""
         import dakia_prefork.cli, dakia_prefork.master.arbiter, dakia_prefork.master.checks
