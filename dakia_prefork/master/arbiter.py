@@ -61,22 +61,22 @@ from typing import Any, Callable, NoReturn
 from ..admin.channel import bounded_errors
 from ..config import ConfigError, load_source, validate
 from ..config.bounds import read_bounded
-from ..config.source import is_json_path, parse_document, render_document
 from ..config.model import NotApplied, Settings, keeping_running, restart_only_changes
+from ..config.source import is_json_path, parse_document, render_document
+from ..config.store import ConfigStore
+from ..files import remove_quietly, write_temporary
 from ..fleet.loaders import document_loader, hup_loader
 from ..fleet.state import stale_documents
-from ..config.store import ConfigStore
 from ..logs import detached, detached_target_problem, reopen_logs, setup_logging
 from ..shm.control import MAX_SLOTS, ControlBlock
 from ..shm.instance import InstanceSegments
 from ..shm.nodestats import NodeStats
 from ..shm.segment import sweep_stale
 from . import pidfile, sdnotify
-from ..files import remove_quietly, write_temporary
 from .admin_link import AdminLink
+from .checks import runtime_errors
 from .follower_link import FollowerLink
 from .helpers import MAX_BACKOFF as _MAX_BACKOFF, HelperChild, describe_exit as _describe
-from .checks import runtime_errors
 from .reloader import Loaded, ReloadJob
 from .spawner import OsSpawner, Spawner
 from .listeners import (INHERIT_ENV, BindError, Listener, ListenerSpec, bind, inherit_value,
@@ -1185,7 +1185,6 @@ def _resolve_workers(value: Any) -> int:
     if value == "auto":
         return os.cpu_count() or 1
     return int(value)
-
 
 
 def _write_json(path: str, value: dict[str, Any]) -> None:
