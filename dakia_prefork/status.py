@@ -33,9 +33,9 @@ COUNTING_ALGORITHMS = frozenset({"least_connection", "least_response_time", "p2c
 def collect(state_dir: str, pid: int) -> dict[str, Any]:
     """The report of master ``pid`` whose segments derive from ``state_dir``.
 
-    Keys: ``master`` (always, with ``pid``), ``workers`` (always), ``upstreams`` (once the
-    control block was read), ``last_reload`` (after the first reload), ``error`` (what
-    could not be read)."""
+    Keys: ``master`` (always, with ``pid``), ``workers`` (always), ``helpers`` and
+    ``upstreams`` (once the control block was read), ``last_reload`` (after the first
+    reload), ``error`` (what could not be read)."""
     report: dict[str, Any] = {"master": {"pid": pid}, "workers": []}
     try:
         segment = Segment(segment_name(state_dir, pid, "control"), 0, create=False)
@@ -51,6 +51,9 @@ def collect(state_dir: str, pid: int) -> dict[str, Any]:
             report["last_reload"] = {key: last.get(key) for key in ("ok", "at", "version",
                                                                       "errors", "origin")}
         report["workers"] = _workers(control, now)
+        report["helpers"] = [{"role": h.role, "pid": h.pid,
+                              "uptime": round(now - h.started, 1)}
+                             for h in control.helpers()]
         version = control.config_version
     finally:
         segment.close()
@@ -119,7 +122,9 @@ def upstream_rows(config: dict[str, Any], stats: NodeStats, now: float) -> list[
     the first verdict), None when the upstream has no ``health_check``. ``ejected_for``:
     seconds left of a passive ejection (0: not ejected). ``active``: requests in flight to
     the node from every worker, None when the upstream's algorithm does not count them
-    (see COUNTING_ALGORITHMS). A node no worker has used yet has no entry: zeros."""
+    (see COUNTING_ALGORITHMS). ``latency_ms``: the nodes' response-head latency average
+    (every balancer but round_robin-like ones that never measure it leaves None; see
+    shm/nodestats.py). A node no worker has used yet has no entry: zeros."""
     rows = []
     for gateway in config["gateways"]:
         for upstream in gateway["upstreams"]:
@@ -134,11 +139,13 @@ def upstream_rows(config: dict[str, Any], stats: NodeStats, now: float) -> list[
                                        "algorithm": algorithm,
                                        "health": "unknown" if checked else None,
                                        "active": 0 if counted else None, "failures": 0,
-                                       "ejected_for": 0.0}
+                                       "ejected_for": 0.0, "latency_ms": None}
                 if index is not None:
                     snap = stats.snapshot(index, now)
                     row.update(active=snap.active if counted else None, failures=snap.failures,
-                               ejected_for=round(max(0.0, snap.ejected_until - now), 1))
+                               ejected_for=round(max(0.0, snap.ejected_until - now), 1),
+                               latency_ms=None if snap.latency is None
+                               else round(snap.latency * 1000, 2))
                     if checked:
                         row["health"] = snap.health
                 rows.append(row)
@@ -183,6 +190,10 @@ def render(report: dict[str, Any]) -> list[str]:
                      w["websockets"],
                      f"{w['last_heartbeat']:.1f}s", duration(w["uptime"]))
                     for w in report["workers"]])
+    if report.get("helpers"):
+        lines += ["", "helpers"]
+        lines += table(("ROLE", "PID", "UPTIME"),
+                       [(h["role"], h["pid"], duration(h["uptime"])) for h in report["helpers"]])
     if report.get("upstreams"):
         lines += ["", f"upstreams (config v{master.get('config_version', '?')})"]
         lines += table(("GATEWAY", "UPSTREAM", "NODE", "HEALTH", "PASSIVE", "IN-FLIGHT"),

@@ -453,9 +453,14 @@ class Exchange:
             raise
         finally:
             latency = self.head_at - sent_at if self.head_at and sent_at else 0.0
+            node_metrics = node.metrics
+            if node_metrics is not None and ok is not None:
+                node_metrics.observe(latency, ok)
             if balancer.end(node, latency, ok):
                 log.warning("upstream %s: node %s ejected by passive health (failures in "
                             "a row)", upstream.name, node.label)
+                if node_metrics is not None:
+                    node_metrics.ejected()
 
     def _send_request(self, uconn: UpstreamConnection, upstream: UpstreamRuntime,
                       upstream_head: bytes, body: RequestBody | None,

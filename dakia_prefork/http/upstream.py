@@ -42,7 +42,10 @@ import ssl
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
+
+if TYPE_CHECKING:
+    from ..metrics.recorder import NodeMetrics
 
 Address = tuple[str, str, int]      # ("tcp", host, port) or ("unix", path, 0)
 SockAddr = tuple[int, Any]          # (family, sockaddr) as getaddrinfo gives them
@@ -131,7 +134,7 @@ class Node:
     """One upstream node of one config version."""
 
     __slots__ = ("address", "label", "weight", "host_header", "tls", "pool_key", "named",
-                 "resolve_ttl")
+                 "resolve_ttl", "metrics")
 
     def __init__(self, address: Address, weight: int = 1, tls: UpstreamTLS | None = None,
                  resolve_ttl: float = DEFAULT_RESOLVE_TTL) -> None:
@@ -150,6 +153,9 @@ class Node:
         self.pool_key: Hashable = address if tls is None else tls.pool_key
         self.named = kind == "tcp" and _literal_family(host) is None
         self.resolve_ttl = resolve_ttl
+        # Its counters in this worker's metrics region (worker/runtime.py sets them; None
+        # with metrics off).
+        self.metrics: NodeMetrics | None = None
 
 
 def tls_for(address: Address, sni: str | None, verify: bool, ca_file: str | None,

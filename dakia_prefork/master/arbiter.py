@@ -190,6 +190,7 @@ class Master:
         self.admin_calls: deque[dict[str, Any]] = deque()   # its requests, in order
         self.job_call: dict[str, Any] | None = None  # the one the loader works on (None: HUP)
         self.admin_next: tuple[AdminLink | None] | None = None   # a reload moved the admin
+        self._helper_pids: dict[str, int | None] = {}  # as the control block shows them
 
     # -- start ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -359,6 +360,7 @@ class Master:
         self.acme.supervise(self.spawner, self.settings, now)
         self.follower.supervise(self.spawner, self.settings, now)
         self._supervise_admin(now)
+        self._publish_helpers()
         desired = [self.assignment(slot) for slot in range(self.slots)]
         serving = [w for w in self.workers.values() if w.draining_since is None]
         all_ready = True
@@ -522,6 +524,7 @@ class Master:
         while True:
             reaped = self.spawner.reap()
             if reaped is None:
+                self._publish_helpers()
                 return
             pid, status = reaped
             if pid == self.upgrade_child:
@@ -570,6 +573,18 @@ class Master:
                 log.error("worker %d (slot %d) %s; respawning", pid, slot, how)
 
     # -- helper processes (master/helpers.py) --------------------------------------------
+    def _publish_helpers(self) -> None:
+        """Write the helpers' pids to the control block when one started or ended (for
+        ``status`` and the dashboard)."""
+        admin = self.admin
+        pids = {"health_checker": self.checker.pid, "acme": self.acme.pid,
+                "config_follower": self.follower.pid,
+                "admin": None if admin is None else admin.pid}
+        for role, pid in pids.items():
+            if self._helper_pids.get(role) != pid:
+                self._helper_pids[role] = pid
+                self.control.set_helper(role, pid, time.time())
+
     def _become_checker(self) -> NoReturn:
         # In the child, as _become_worker: no gevent in the master, no sockets kept.
         from ..health.main import run_health_checker

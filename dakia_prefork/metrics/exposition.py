@@ -12,8 +12,10 @@ master, for ``GET /metrics``) renders the same exposition:
 - open client connections and WebSocket tunnels: the sums of the control block's worker
   records;
 - config version, reloads, worker restarts: the control block's header (the master's);
-- upstream nodes: the node table (shm/nodestats.py), looked up by the node key the
-  balancers use (``<gateway>/<upstream>/<host:port>``), never claiming an entry.
+- upstream nodes: health and requests in flight from the node table (shm/nodestats.py),
+  looked up by the node key the balancers use (``<gateway>/<upstream>/<host:port>``),
+  never claiming an entry; response latency, failures and ejections from the metric
+  regions, which every worker counts per node it tried.
 
 A scrape reads shared memory without a lock: each value is read whole (aligned 8-byte
 words), and the sums are as exact as counters read one after the other can be. The text
@@ -32,7 +34,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily, Metric)
+                                    HistogramMetricFamily, Metric, SummaryMetricFamily)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..config.addresses import describe_address
@@ -40,9 +42,10 @@ from ..shm.control import ControlBlock
 from ..shm.instance import InstanceSegments
 from ..shm.metrics import OVERFLOW_KEY, MetricRegions
 from ..shm.nodestats import UNHEALTHY, NodeStats
-from .keys import (BUCKET_COUNT, BUCKETS, REQUEST_BYTES, REQUEST_DURATION, REQUESTS,
-                   RESPONSE_BYTES, STATUS_CLASSES, RATE_LIMIT_REJECTIONS, UPSTREAM_DURATION,
-                   WEBSOCKET_UPGRADES, RouteKeys, gateway_routes)
+from .keys import (BUCKET_COUNT, BUCKETS, NODE_EJECTIONS, NODE_FAILURES, NODE_LATENCY,
+                   REQUEST_BYTES, REQUEST_DURATION, REQUESTS, RESPONSE_BYTES, STATUS_CLASSES,
+                   RATE_LIMIT_REJECTIONS, UPSTREAM_DURATION, WEBSOCKET_UPGRADES, NodeKeys,
+                   RouteKeys, gateway_routes)
 
 __all__ = ["CONTENT_TYPE", "MetricsReader", "render"]
 
@@ -91,7 +94,7 @@ class _Collector(Collector):
         sums = self.reader.regions.sums()
         yield from _requests(sums, [r for g in self.gateways for r in gateway_routes(g)])
         yield from self._process()
-        yield from self._nodes()
+        yield from self._nodes(sums)
         overflow = CounterMetricFamily(
             "dakia_metrics_overflow", "Counts a full metrics region could not place "
             "(raise METRIC_CAPACITY if this is not 0).")
@@ -131,8 +134,18 @@ class _Collector(Collector):
         restarts.add_metric([], control.worker_restarts)
         yield restarts
 
-    def _nodes(self) -> Iterator[Metric]:
+    def _nodes(self, sums: Mapping[int, int]) -> Iterator[Metric]:
         labels = ["gateway", "upstream", "node"]
+        latency = SummaryMetricFamily(
+            NODE_LATENCY, "Seconds from sending a request to the node to its response "
+            "head, over every worker.", labels=labels)
+        failures = CounterMetricFamily(
+            NODE_FAILURES.removesuffix("_total"), "Attempts on the node that failed "
+            "(refused, reset, timed out): passive health's failures.", labels=labels)
+        ejections = CounterMetricFamily(
+            NODE_EJECTIONS.removesuffix("_total"), "Times passive health ejected the node.",
+            labels=labels)
+        get = sums.get
         healthy = GaugeMetricFamily(
             "dakia_upstream_node_healthy", "1 when the node may get requests (not ejected "
             "by passive health, not failing its health check), else 0.", labels=labels)
@@ -146,6 +159,11 @@ class _Collector(Collector):
                 for node in upstream.get("upstream_nodes") or []:
                     label = describe_address(node["address"])
                     values = [str(gateway["name"]), str(upstream["name"]), label]
+                    keys = NodeKeys(*values)
+                    latency.add_metric(values, get(keys.latency_count(), 0),
+                                       get(keys.latency_sum(), 0) / 1e6)
+                    failures.add_metric(values, get(keys.failures(), 0))
+                    ejections.add_metric(values, get(keys.ejections(), 0))
                     index = nodes.find(f"{values[0]}/{values[1]}/{label}")
                     if index is None:           # no worker has used it yet
                         healthy.add_metric(values, 1)
@@ -155,8 +173,7 @@ class _Collector(Collector):
                     usable = ejected_until <= now and health != UNHEALTHY
                     healthy.add_metric(values, 1 if usable else 0)
                     active.add_metric(values, nodes.active(index))
-        yield healthy
-        yield active
+        yield from (healthy, active, latency, failures, ejections)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Theory of operation
 A ``Runtime`` (one config version) builds a ``RouteMetrics`` for every route of every
 gateway (metrics/keys.py names them) around the worker's ``MetricWriter``. Building
 claims nothing: the first request of a route claims all of that route's entries
-(``_claim``, ~40 of them) and keeps their word offsets in flat attributes, so from then
+(``_claim``, ~46 of them) and keeps their word offsets in flat attributes, so from then
 on a request costs a handful of indexed adds on the shared ``memoryview``, and no lookup
 by label. A reload builds new objects; entries already claimed are found again, and
 their values carry on (the region outlives config versions and workers).
@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..shm.metrics import MetricWriter
-from .keys import (BUCKET_BOUNDS_US, BUCKET_COUNT, NO_UPSTREAM, STATUS_CLASSES, RouteKeys,
-                   gateway_routes)
+from .keys import (BUCKET_BOUNDS_US, BUCKET_COUNT, NO_UPSTREAM, STATUS_CLASSES, NodeKeys,
+                   RouteKeys, gateway_routes)
 
 
 class RouteMetrics:
@@ -118,6 +118,54 @@ class RouteMetrics:
             words = self._words
             at = self._upgrades
             words[at] += 1
+
+
+class NodeMetrics:
+    """The counters of one upstream node in one worker's region: response heads and their
+    latency, passive-health failures, ejections. Claimed on the node's first attempt."""
+
+    __slots__ = ("keys", "_writer", "_words", "_latency_sum", "_latency_count", "_failures",
+                 "_ejections")
+
+    def __init__(self, writer: MetricWriter, keys: NodeKeys) -> None:
+        self.keys = keys
+        self._writer = writer
+        self._words = writer.words
+        self._latency_sum = 0              # 0: not claimed yet (a value's offset is never
+        self._latency_count = 0            # 0: word 0 holds a key)
+        self._failures = 0
+        self._ejections = 0
+
+    def _claim(self) -> None:
+        slot = self._writer.slot
+        keys = self.keys
+        self._latency_sum = slot(keys.latency_sum())
+        self._latency_count = slot(keys.latency_count())
+        self._failures = slot(keys.failures())
+        self._ejections = slot(keys.ejections())
+
+    def observe(self, seconds: float, ok: bool) -> None:
+        """One attempt on the node ended: with a response head ``seconds`` after the
+        request was sent (``ok``), or as a failure (refused, reset, timed out)."""
+        if not self._latency_sum:
+            self._claim()
+        words = self._words
+        if ok:
+            at = self._latency_count
+            words[at] += 1
+            at = self._latency_sum
+            words[at] += int(seconds * 1_000_000)
+        else:
+            at = self._failures
+            words[at] += 1
+
+    def ejected(self) -> None:
+        """Passive health ejected the node after this worker's failure."""
+        if not self._latency_sum:
+            self._claim()
+        words = self._words
+        at = self._ejections
+        words[at] += 1
 
 
 class GatewayMetrics:

@@ -19,7 +19,10 @@ After the records, two master-written areas:
 - the *last reload result*, a JSON document (ok, version, errors...) under a sequence
   number, odd while it is being written (a seqlock): ``dakia-master reload`` reads it
   here even when state_dir cannot take a file (disk full, read-only, permission denied),
-  and so can the admin API.
+  and so can the admin API;
+- the *helper processes* (health checker, ACME process, config follower, admin API): one
+  entry per role with its pid (0: not running) and start time, so that ``status`` and
+  the dashboard show them beside the workers.
 
 Fields are 8-byte aligned, and an aligned 8-byte store is atomic on the platforms we run on,
 so a reader sees each field either old or new. A reader may see a record whose fields come
@@ -68,6 +71,11 @@ _RELOAD_OFF = _VACANT_OFF + 64
 _RELOAD_HEAD = struct.Struct("=QI")          # sequence, length of the JSON that follows
 _RELOAD_SIZE = 8192
 _RELOAD_MAX_JSON = _RELOAD_SIZE - 16
+_HELPERS_OFF = _RELOAD_OFF + _RELOAD_SIZE
+_HELPER = struct.Struct("=Qd")               # pid, started (time.time())
+HELPER_ROLES: tuple[str, ...] = ("health_checker", "acme", "config_follower", "admin")
+"""The helper processes' roles, in the order of their entries."""
+_HELPERS_SIZE = _HELPER.size * 8             # room for four more roles
 _Q = struct.Struct("=Q")
 _D = struct.Struct("=d")
 _I = struct.Struct("=I")
@@ -88,15 +96,22 @@ class WorkerRecord:
     websockets: int = 0
 
 
+@dataclass(frozen=True)
+class HelperRecord:
+    role: str
+    pid: int
+    started: float
+
+
 class ControlBlock:
-    SIZE = _RELOAD_OFF + _RELOAD_SIZE
+    SIZE = _HELPERS_OFF + _HELPERS_SIZE
 
     def __init__(self, segment: Segment) -> None:
         self._buf = segment.buf
 
     # -- master side ---------------------------------------------------------------------
     def initialise(self, master_pid: int) -> None:
-        _HEADER.pack_into(self._buf, 0, MAGIC, 4, master_pid, 0, time.time(), 0)
+        _HEADER.pack_into(self._buf, 0, MAGIC, 5, master_pid, 0, time.time(), 0)
         for offset in (_OFF_RELOADS_OK, _OFF_RELOADS_FAILED, _OFF_WORKER_RESTARTS):
             _Q.pack_into(self._buf, offset, 0)
 
@@ -158,6 +173,11 @@ class ControlBlock:
         self._buf[_RELOAD_OFF + 16:_RELOAD_OFF + 16 + len(data)] = data
         _I.pack_into(self._buf, _RELOAD_OFF + 8, len(data))
         _Q.pack_into(self._buf, _RELOAD_OFF, seq + 2)
+
+    def set_helper(self, role: str, pid: int | None, started: float) -> None:
+        """The helper process of ``role`` is ``pid`` since ``started`` (None: none runs)."""
+        _HELPER.pack_into(self._buf, _HELPERS_OFF + _HELPER.size * HELPER_ROLES.index(role),
+                          pid or 0, started if pid else 0.0)
 
     # -- worker side ---------------------------------------------------------------------
 
@@ -254,6 +274,15 @@ class ControlBlock:
                 return None
             return value if isinstance(value, dict) else None
         return None
+
+    def helpers(self) -> list[HelperRecord]:
+        """The helper processes running now, in role order."""
+        out = []
+        for index, role in enumerate(HELPER_ROLES):
+            pid, started = _HELPER.unpack_from(self._buf, _HELPERS_OFF + _HELPER.size * index)
+            if pid:
+                out.append(HelperRecord(role, pid, started))
+        return out
 
     def record(self, record: int) -> WorkerRecord:
         (pid, state, version, started, heartbeat, requests, slot, generation, connections,

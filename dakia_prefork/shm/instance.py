@@ -21,7 +21,7 @@ COUNTER_CAPACITY = 4096       # round-robin rotations: one per (gateway, upstrea
 NODE_CAPACITY = 4096          # upstream nodes named over the master's life
 BUCKET_CAPACITY = 65536       # rate-limit buckets: (limiter, key) pairs kept at once
 METRIC_RECORDS = MAX_SLOTS    # one metrics region per control-block record
-METRIC_CAPACITY = 8192        # metric entries per region: ~40 per route used (metrics/keys.py)
+METRIC_CAPACITY = 8192        # metric entries per region: ~46 per route used, 4 per node (metrics/keys.py)
 
 
 @dataclass

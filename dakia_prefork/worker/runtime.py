@@ -22,7 +22,8 @@ from ..http.upstream import Address, Node, tls_for
 from ..interceptors import Chain, build_chain
 from ..interceptors.resources import Resources
 from ..message.paths import ESCAPED_SLASHES
-from ..metrics.recorder import GatewayMetrics, RouteMetrics
+from ..metrics.keys import NodeKeys
+from ..metrics.recorder import GatewayMetrics, NodeMetrics, RouteMetrics
 from ..message.underscores import MODES as UNDERSCORE_MODES
 from ..routing.hosts import HostLookup
 from ..routing.realip import RealIp
@@ -149,6 +150,10 @@ class GatewayRuntime:
             made = GatewayMetrics(metrics, spec)
             self.unrouted_metrics = made.unrouted
             self.route_metrics = made.routes
+            for upstream in self.upstreams.values():
+                for node in upstream.nodes:
+                    node.metrics = NodeMetrics(metrics,
+                                               NodeKeys(self.name, upstream.name, node.label))
 
 
 class Runtime:

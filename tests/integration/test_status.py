@@ -109,7 +109,11 @@ def test_status_shows_the_master_every_worker_and_every_upstream_node(upstreams,
     app_row, *down_rows = report["upstreams"]
     assert app_row == {"gateway": "test", "upstream": "app", "node": f"127.0.0.1:{up.port}",
                        "algorithm": "least_connection", "health": "healthy", "active": 1,
-                       "failures": 0, "ejected_for": 0.0}
+                       "failures": 0, "ejected_for": 0.0, "latency_ms": None}
+    # The health checker is listed with the helpers, by a pid that is running.
+    [checker] = report["helpers"]
+    assert checker["role"] == "health_checker" and checker["uptime"] >= 0
+    os.kill(checker["pid"], 0)
     # round_robin does not count requests in flight: nothing to show rather than a 0.
     assert [(row["upstream"], row["node"], row["algorithm"], row["health"], row["active"])
             for row in down_rows] == [("down", f"127.0.0.1:{port}", "round_robin", None, None)
@@ -126,6 +130,8 @@ def test_status_shows_the_master_every_worker_and_every_upstream_node(upstreams,
     rows = as_dicts(section(out, "workers"))
     assert sorted((r["SLOT"], r["PID"], r["STATE"], r["CONFIG"]) for r in rows) == sorted(
         (str(w["slot"]), str(w["pid"]), "ready", "v2") for w in workers)
+    assert [(h["ROLE"], h["PID"]) for h in as_dicts(section(out, "helpers"))] == [
+        ("health_checker", str(checker["pid"]))]
     nodes = as_dicts(section(out, "upstreams (config v2)"))
     assert [(n["UPSTREAM"], n["NODE"], n["HEALTH"], n["IN-FLIGHT"]) for n in nodes] == [
         ("app", f"127.0.0.1:{up.port}", "healthy", "1"),

@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from dakia_prefork.config import validate
 from dakia_prefork.interceptors.metrics import CONTENT_TYPE as MetricsInterceptorType
 from dakia_prefork.metrics.exposition import CONTENT_TYPE, render
-from dakia_prefork.metrics.keys import BUCKETS, gateway_routes, routes_of
-from dakia_prefork.metrics.recorder import GatewayMetrics
+from dakia_prefork.metrics.keys import BUCKETS, NodeKeys, gateway_routes, routes_of
+from dakia_prefork.metrics.recorder import GatewayMetrics, NodeMetrics
 from dakia_prefork.routing.router import GatewayRouter
 from dakia_prefork.shm import Segment
 from dakia_prefork.shm.control import ControlBlock
@@ -197,3 +197,26 @@ def test_a_full_region_counts_its_overflow(tmp_path) -> None:
     finally:
         segment.unlink()
         segment.close()
+
+
+def test_node_latency_failures_and_ejections_are_summed_over_workers(segments) -> None:
+    regions = segments.metric_regions()
+    keys = NodeKeys("g", "app", "10.0.0.1:80")
+    first, second = NodeMetrics(regions.writer(0), keys), NodeMetrics(regions.writer(1), keys)
+    first.observe(0.004, True)
+    first.observe(0.006, True)
+    second.observe(0.010, True)
+    second.observe(0.0, False)
+    second.ejected()
+    samples = _parse(render(segments, _config()))
+    one = {"gateway": "g", "upstream": "app", "node": "10.0.0.1:80"}
+    assert _value(samples, "dakia_upstream_node_latency_seconds_count", **one) == 3
+    assert _value(samples, "dakia_upstream_node_latency_seconds_sum", **one) == \
+        pytest.approx(0.020)
+    assert _value(samples, "dakia_upstream_node_failures_total", **one) == 1
+    assert _value(samples, "dakia_upstream_node_ejections_total", **one) == 1
+    # A node no worker tried is there at zero, as its health and in-flight count are.
+    other = dict(one, node="10.0.0.2:80")
+    assert _value(samples, "dakia_upstream_node_latency_seconds_count", **other) == 0
+    assert ("dakia_upstream_node_ejections_total", other) in [
+        (name, labels) for name, rows in samples.items() for labels, _ in rows]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -56,13 +57,14 @@ class FakeSpawner:
 class Loop:
     """A Master wired to the fakes, and the moves a test makes."""
 
-    def __init__(self, tmp_path: Any, workers: int = 2) -> None:
+    def __init__(self, tmp_path: Any, workers: int = 2, **upstream: Any) -> None:
         config, _ = validate({
             "workers": workers, "state_dir": str(tmp_path / "state"),
             "pid_file": str(tmp_path / "dakia.pid"), "access_log": "off",
             "gateways": [{"name": "g", "bind_addresses": [{"host": "127.0.0.1", "port": 1}],
                           "upstreams": [{"name": "u", "default": True, "upstream_nodes": [
-                              {"address": {"host": "127.0.0.1", "port": 2}}]}]}]},
+                              {"address": {"host": "127.0.0.1", "port": 2}}],
+                              **upstream}]}]},
             base_dir=str(tmp_path))
         self.clock = FakeClock()
         self.spawner = FakeSpawner()
@@ -254,3 +256,23 @@ def test_the_control_block_records_the_vacant_slots_and_the_last_reload():
     control.publish_reload({"ok": True, "version": 4, "errors": []})
     assert control.last_reload() == {"ok": True, "version": 4, "errors": []}
     assert control.reload_sequence == 4
+
+
+def test_the_control_block_shows_the_helper_processes_while_they_run(tmp_path):
+    checked = Loop(tmp_path, health_check={"path": "/health"})
+    try:
+        checked.turn()
+        checker = checked.master.checker.pid
+        assert checker is not None
+        [helper] = checked.control.helpers()
+        assert (helper.role, helper.pid) == ("health_checker", checker)
+        assert abs(helper.started - time.time()) < 60
+        checked.exit(checker, 1 << 8)                # it died (exit code 1)
+        checked.master._reap()
+        assert checked.control.helpers() == []
+        checked.clock.advance(1.0)                   # past its back-off: started again
+        checked.turn()
+        [again] = checked.control.helpers()
+        assert again.pid == checked.master.checker.pid != checker
+    finally:
+        checked.close()

@@ -100,3 +100,15 @@ def test_render_says_what_could_not_be_read_and_why_a_reload_was_refused():
                               "errors": ["workers: expected an integer", "state_dir: full"]}
     assert ("last reload  2026-12-03 09:01:12  refused: workers: expected an integer "
             "(and 1 more)") in render(refused)
+
+
+def test_render_lists_the_helper_processes_after_the_workers():
+    report = _report()
+    report["helpers"] = [{"role": "health_checker", "pid": 4130, "uptime": 3600.0},
+                         {"role": "admin", "pid": 4131, "uptime": 42.0}]
+    lines = render(report)
+    at = lines.index("helpers")
+    assert lines[at - 1] == "" and lines[at - 2].startswith("     2     1")
+    assert lines[at + 1:at + 4] == ["ROLE             PID  UPTIME",
+                                    "health_checker  4130  1h00m",
+                                    "admin           4131  42s"]
