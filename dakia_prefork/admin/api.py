@@ -31,6 +31,8 @@ from urllib.parse import parse_qsl
 
 import yaml
 
+from .. import dashboard
+from .diff import DiffTooLarge, unified_diff
 from .mergepatch import apply_merge_patch
 from .token import AdminToken
 
@@ -43,6 +45,7 @@ _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-ya
 _PATCH_TYPES = ("application/merge-patch+json", JSON)
 _PATCH_RETRIES = 5
 _VERSION_PATH = re.compile(r"/config/(versions|rollback)/([0-9]{1,9})\Z")
+_VERSION_NUMBER = re.compile(r"[0-9]{1,9}\Z")
 _UNAUTHENTICATED = frozenset({"/healthz", "/ready"})
 """Probes a load balancer or an orchestrator calls: they tell only up or down."""
 
@@ -165,6 +168,11 @@ class AdminApi:
     def handle(self, request: AdminRequest) -> AdminResponse:
         path, _, query_text = request.target.partition("?")
         query = dict(parse_qsl(query_text, keep_blank_values=True))
+        static = dashboard.ROUTES.get(path)
+        if static is not None or path == "/dashboard":
+            # The dashboard's files hold no data (they fetch it with the token), so they
+            # are served to anyone, as a login page is (dashboard/__init__.py).
+            return _static(request.method, static)
         if path not in _UNAUTHENTICATED and self._token is not None \
                 and not self._token.admits(request.headers.get(b"authorization")):
             # No detail: which part was wrong is no business of an unauthenticated client.
@@ -183,6 +191,7 @@ class AdminApi:
                         "PATCH": self._patch_config},
             "/config/validate": {"POST": self._validate},
             "/config/versions": {"GET": self._list_versions},
+            "/config/diff": {"GET": self._diff},
             "/reload": {"POST": self._reload},
             "/status": {"GET": self._status},
             "/metrics": {"GET": self._metrics},
@@ -236,6 +245,24 @@ class AdminApi:
         if current.revision is not None:
             body["etcd_revision"] = current.revision
         return AdminResponse(200, _json(body))
+
+    def _diff(self, request: AdminRequest, query: dict[str, str]) -> AdminResponse:
+        """``?from=A&to=B``: a unified diff of two kept versions' documents, as YAML."""
+        documents = []
+        for side in ("from", "to"):
+            value = query.get(side, "")
+            if not _VERSION_NUMBER.match(value):
+                return AdminResponse(400, _json({"error": "give two version numbers: "
+                                                          "/config/diff?from=3&to=4"}))
+            found = self._backend.version(int(value))
+            if found is None:
+                return AdminResponse(404, _json({"error": f"no version {value} is kept"}))
+            documents.append((f"v{value}", found.document))
+        try:
+            text = unified_diff(*documents[0], *documents[1])
+        except DiffTooLarge as exc:
+            return AdminResponse(422, _json({"error": str(exc)}))
+        return AdminResponse(200, text.encode(), "text/plain; charset=utf-8")
 
     def _status(self, request: AdminRequest, query: dict[str, str]) -> AdminResponse:
         return AdminResponse(200, _json(self._backend.status()))
@@ -371,6 +398,19 @@ class AdminApi:
             return self._parse(request.body, as_json)
         except DocumentError as exc:
             return AdminResponse(422, _json({"errors": [str(exc)]}))
+
+
+def _static(method: str, name: str | None) -> AdminResponse:
+    if method not in ("GET", "HEAD"):
+        return AdminResponse(405, _json({"error": f"{method[:20]} not allowed; allowed: GET"}),
+                             headers=[("Allow", "GET")])
+    if name is None:             # /dashboard: the page's relative links need the slash
+        return AdminResponse(301, b"", "text/plain; charset=utf-8",
+                             headers=[("Location", "dashboard/")])
+    body, content_type = dashboard.asset(name)
+    headers = [("Content-Security-Policy", dashboard.PAGE_POLICY),
+               ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer")]
+    return AdminResponse(200, body, content_type, headers)
 
 
 def _json(value: Any) -> bytes:

@@ -13,7 +13,9 @@ API's traffic is small), read whole (a config is at most the loader's 8 MiB), an
 
 Every answer carries ``Cache-Control: no-store`` and ``X-Content-Type-Options: nosniff``:
 configs and tokens' results must not sit in caches, and a JSON body must never be taken
-for a page. A request the parser refuses is answered with its status and closes the
+for a page. Every answer but the dashboard's files (which send their own) carries
+``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``: nothing renders
+or frames it. A request the parser refuses is answered with its status and closes the
 connection, as on the gateway's listeners.
 
 The socket operations go through ``http.streams.Stream``, so a test can drive
@@ -36,7 +38,7 @@ from .token import is_loopback
 
 log = logging.getLogger("dakia.admin")
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+_REASONS = {200: "OK", 301: "Moved Permanently", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
             413: "Content Too Large", 414: "URI Too Long", 415: "Unsupported Media Type",
             422: "Unprocessable Content", 431: "Request Header Fields Too Large",
@@ -204,6 +206,9 @@ class AdminServer:
                  "Cache-Control: no-store",
                  "X-Content-Type-Options: nosniff"]
         lines.extend(f"{name}: {value}" for name, value in response.headers)
+        if not any(name == "Content-Security-Policy" for name, _ in response.headers):
+            # Nothing but the dashboard's page is meant to render, or to be framed.
+            lines.append("Content-Security-Policy: default-src 'none'; frame-ancestors 'none'")
         if not keep_alive:
             lines.append("Connection: close")
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
