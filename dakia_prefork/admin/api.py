@@ -144,6 +144,11 @@ class ConfigBackend(Protocol):
 
     def metrics(self) -> bytes: ...
 
+    def fleet_nodes(self) -> dict[str, Any] | None:
+        """On an etcd config_source, the fleet's registry: ``{"key", "self", "nodes"}``
+        (None elsewhere); raises an exception whose text says why it cannot be read."""
+        ...
+
 
 Parser = Callable[[bytes, bool], dict[str, Any]]
 """A body and whether it is JSON (else YAML) to a document; raises DocumentError."""
@@ -195,6 +200,7 @@ class AdminApi:
             "/reload": {"POST": self._reload},
             "/status": {"GET": self._status},
             "/metrics": {"GET": self._metrics},
+            "/fleet/nodes": {"GET": self._fleet_nodes},
             "/healthz": {"GET": self._healthz},
             "/ready": {"GET": self._ready},
         }
@@ -269,6 +275,17 @@ class AdminApi:
 
     def _metrics(self, request: AdminRequest, query: dict[str, str]) -> AdminResponse:
         return AdminResponse(200, self._backend.metrics(), PROMETHEUS)
+
+    def _fleet_nodes(self, request: AdminRequest, query: dict[str, str]) -> AdminResponse:
+        try:
+            registry = self._backend.fleet_nodes()
+        except Exception as exc:  # noqa: BLE001 - etcd away: say so, as a change would
+            return AdminResponse(503, _json({"error": f"etcd: {exc}"[:300]}),
+                                 headers=[("Retry-After", "5")])
+        if registry is None:
+            return AdminResponse(404, _json({"error": "this node has no etcd config_source: "
+                                                      "it is in no fleet"}))
+        return AdminResponse(200, _json(registry))
 
     def _healthz(self, request: AdminRequest, query: dict[str, str]) -> AdminResponse:
         return AdminResponse(200, _json({"status": "ok"}))

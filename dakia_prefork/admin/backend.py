@@ -140,6 +140,10 @@ class MasterBackend:
         serving = [r for r in control.records() if r.state == "ready"]
         return bool(serving) and all(r.config_version == current for r in serving)
 
+    def fleet_nodes(self) -> dict[str, Any] | None:
+        """Not a fleet node: no registry to read (admin/shared.py reads etcd's)."""
+        return None
+
     def metrics(self) -> bytes:
         if self.metrics_source is None:
             raise RuntimeError("metrics are not available in this process")

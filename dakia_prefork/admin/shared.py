@@ -79,6 +79,19 @@ class SharedBackend(MasterBackend):
             return Outcome(conflict=revision)
         return self._followed(revision)
 
+    def fleet_nodes(self) -> dict[str, Any] | None:
+        """The fleet's registry (fleet/registry.py): every node alive and what it serves,
+        and which of them is this one. Raises EtcdError when etcd cannot be read."""
+        from ..fleet.etcd import Etcd
+        from ..fleet.registry import list_nodes, node_id
+        etcd = Etcd(self._etcd_settings)
+        try:
+            nodes = list_nodes(etcd, self._etcd_settings.key)
+        finally:
+            etcd.close()
+        return {"key": self._etcd_settings.key, "self": node_id(self._control.master_pid),
+                "nodes": nodes}
+
     def _serving(self, revision: int, wait: float) -> bool:
         deadline = time.monotonic() + wait
         while True:

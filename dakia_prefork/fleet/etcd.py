@@ -1,4 +1,6 @@
-"""The few etcd v3 calls a node makes, on one key: read, compare-and-put, watch.
+"""The few etcd v3 calls a node makes: on its key, read, compare-and-put, watch; under the
+key's ``nodes/`` prefix, the fleet's registry (fleet/registry.py): a lease, a put with it,
+a range read.
 
 Theory of operation
 -------------------
@@ -154,6 +156,35 @@ class Etcd:
             raise EtcdUnreachable(f"{self.endpoint}: the watch broke: {exc}") from None
         finally:
             response.close()
+
+    # -- the registry (fleet/registry.py) -------------------------------------------------
+    def grant(self, ttl: int) -> int:
+        """A new lease of ``ttl`` seconds: keys put with it vanish when it is not kept."""
+        reply = self._call("/lease/grant", {"TTL": ttl})
+        return int(reply["ID"])
+
+    def keep_alive(self, lease: int) -> bool:
+        """Renew ``lease``; False when it had already expired (its keys are gone)."""
+        reply = self._call("/lease/keepalive", {"ID": str(lease)})
+        return int((reply.get("result") or {}).get("TTL", 0) or 0) > 0
+
+    def revoke(self, lease: int) -> None:
+        """End ``lease`` now: its keys are deleted at once, not at its expiry."""
+        self._call("/kv/lease/revoke", {"ID": str(lease)})
+
+    def put_key(self, key: str, value: bytes, lease: int | None = None) -> None:
+        body: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+        if lease is not None:
+            body["lease"] = str(lease)
+        self._call("/kv/put", body)
+
+    def range_prefix(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
+        """The keys under ``prefix`` (at most ``limit``, in key order) and their values."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        reply = self._call("/kv/range", {"key": _b64(prefix), "range_end": _b64(end),
+                                         "limit": str(limit)})
+        return [(_unb64(kv.get("key", "")).decode("utf-8", "replace"),
+                 _unb64(kv.get("value", ""))) for kv in reply.get("kvs") or []]
 
     # -- plumbing ------------------------------------------------------------------------
     def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

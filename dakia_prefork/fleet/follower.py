@@ -29,6 +29,10 @@ too big for a config is refused here already, without being written.
 The follower's own state (following, unreachable since..., the key missing) is written to
 ``state_dir/etcd/follower.json`` for ``status`` to show; it is advisory, the versions are
 the truth.
+
+A second thread keeps this node's record in the fleet's registry (fleet/registry.py):
+the version and revision its master serves, read from the control block and the version
+store, so every node's admin API can list which node serves what.
 """
 from __future__ import annotations
 
@@ -38,16 +42,21 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ..admin.channel import encode
 from ..config.bounds import MAX_DOCUMENT_BYTES
 from ..config.model import EtcdSettings, Settings
+from ..config.store import ConfigStore
 from ..files import write_temporary
 from ..logs import reopen_logs, setup_logging
 from ..procs import die_with_parent, exit_with, reset_master_signals, set_title
+from ..shm.control import ControlBlock
 from .etcd import Compacted, Etcd, EtcdError, EtcdUnreachable
+from .registry import Registrar, node_id
 from .state import STATE_FILE, documents_dir
 
 log = logging.getLogger("dakia.fleet")
@@ -70,9 +79,41 @@ class _Stopped(Exception):
     """SIGTERM: raised from the handler so that a blocking read ends at once."""
 
 
+class Served:
+    """What this node's master serves, as the registry records it: the control block's
+    version, and that version's etcd revision and admin address from the version store
+    (read again only when the version changes)."""
+
+    def __init__(self, control: ControlBlock, state_dir: str, master_pid: int,
+                 follower: Callable[[], str | None]) -> None:
+        self._control = control
+        self._store = ConfigStore(state_dir)
+        self._master_pid = master_pid
+        self._follower = follower
+        self._host = socket.gethostname()
+        self._version = -1
+        self._revision: int | None = None
+        self._admin: str | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        version = self._control.config_version
+        if version != self._version:
+            self._revision = self._store.etcd_revision(version)
+            try:
+                admin = self._store.read(version).get("admin")
+            except (OSError, ValueError):
+                admin = None
+            self._admin = str(admin["listen"]) if isinstance(admin, dict) else None
+            self._version = version
+        return {"host": self._host, "master_pid": self._master_pid, "version": version,
+                "revision": self._revision, "follower": self._follower(),
+                "admin": self._admin}
+
+
 class Follower:
     def __init__(self, settings: EtcdSettings, state_dir: str, channel: socket.socket,
-                 revision: int | None) -> None:
+                 revision: int | None, served: Callable[[Follower], Served] | None = None,
+                 master_pid: int | None = None) -> None:
         self.settings = settings
         self.etcd = Etcd(settings)
         self.directory = documents_dir(state_dir)
@@ -80,12 +121,23 @@ class Follower:
         self.handed = revision or 0          # the last mod_revision the master was given
         self.state: dict[str, Any] = {}
         self.rng = random.Random()
+        self.registrar: Registrar | None = None
+        if served is not None and master_pid is not None:
+            # Its own client: requests' sessions are not shared between threads.
+            self.registrar = Registrar(Etcd(settings), settings, node_id(master_pid),
+                                       served(self))
 
     def serve(self) -> int:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         log.info("config follower %d: following %s from revision %d", os.getpid(),
                  self.settings.describe(), self.handed)
         failures = 0
+        stop = threading.Event()
+        registering: threading.Thread | None = None
+        if self.registrar is not None:
+            registering = threading.Thread(target=self.registrar.run, args=(stop,),
+                                           name="registry", daemon=True)
+            registering.start()
         try:
             while True:
                 try:
@@ -108,6 +160,9 @@ class Follower:
         except BrokenPipeError:
             return 0                        # the master is gone or stopping
         finally:
+            stop.set()
+            if registering is not None:     # it leaves the registry (revokes its lease)
+                registering.join(self.settings.timeout * len(self.settings.endpoints) + 1)
             self.etcd.close()
 
     def _follow_once(self) -> None:
@@ -163,8 +218,8 @@ class Follower:
                       exc.strerror or exc)
 
 
-def run_follower(channel: socket.socket, config: dict[str, Any],
-                 revision: int | None) -> NoReturn:
+def run_follower(channel: socket.socket, config: dict[str, Any], revision: int | None,
+                 segments: Any, master_pid: int) -> NoReturn:
     """Follow until told to stop, then ``os._exit``: never returns into the master's code."""
     reset_master_signals(ignore_usr1=True)
     set_title("config follower")
@@ -185,5 +240,11 @@ def run_follower(channel: socket.socket, config: dict[str, Any],
         signal.signal(signal.SIGQUIT, stop)
         signal.signal(signal.SIGUSR1, lambda signum, frame: reopen_logs())
         channel.setblocking(True)
-        return Follower(settings.etcd, settings.state_dir, channel, revision).serve()
+        control = ControlBlock(segments.control)
+
+        def served(follower: Follower) -> Served:
+            return Served(control, settings.state_dir, master_pid,
+                          lambda: follower.state.get("state"))
+        return Follower(settings.etcd, settings.state_dir, channel, revision, served,
+                        master_pid).serve()
     exit_with(body)

@@ -601,7 +601,8 @@ class Master:
     def _become_follower(self, channel: socket.socket) -> NoReturn:
         from ..fleet.follower import run_follower
         self._drop_master_fds()
-        run_follower(channel, self.config, self.revision)
+        assert self.segments is not None
+        run_follower(channel, self.config, self.revision, self.segments, self.pid)
 
     @staticmethod
     def _meta(settings: Settings, revision: int | None) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from .harness import Gateway, free_port, node, wait_until
 from .test_admin import TOKEN, Admin, token_file  # noqa: F401 - token_file is a fixture
+from .test_fleet import KEY, etcd, fleet, shared_document  # noqa: F401 - etcd, fleet too
 
 HOSTILE = '<img src=x onerror="window.__dashboardInjected=1"><script>x</script>'
 """A name that would run code if the page ever wrote it as HTML. Router names are
@@ -296,3 +297,33 @@ def test_the_controller_serves_the_dashboard_on_a_gateway_route(
         access = f.read()
     assert "/controller/status" in access and "/controller/metrics" in access
     assert TOKEN not in access and TOKEN not in gw.log_text()
+
+
+def test_a_fleet_node_shows_the_revision_every_node_serves(fleet, etcd, upstreams,
+                                                            browser):
+    app, other = upstreams(name="one"), upstreams(name="two")
+    port = free_port()
+    a, b = fleet(shared_document(port, app))
+    # Loopback admin listeners without a token: the page needs no sign-in.
+    browser.get(f"http://{a.host}:{a.admin_port}/")
+    _wait_visible(browser, "fleet")
+
+    def rows() -> list[list[str]]:
+        try:
+            return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                    for tr in browser.find_elements(By.CSS_SELECTOR, "#fleet-nodes tbody tr")]
+        except StaleElementReferenceException:
+            return []
+
+    revision = etcd.get(KEY)[1]
+    wait_until(lambda: sorted((r[2], r[5]) for r in rows() if len(r) == 8) == sorted(
+        (str(made.master_pid), str(revision)) for made in (a, b)), PAGE_TIMEOUT,
+        "both nodes and their revision on node A's page")
+    assert [r[0] for r in rows() if r[0].endswith("(this node)")] == [
+        f"{os.uname().nodename}-{a.master_pid} (this node)"]
+    status, _headers, body = b.admin("PUT", "/config", shared_document(port, other))
+    assert status == 200, body
+    wait_until(lambda: {r[5] for r in rows() if len(r) == 8} == {str(body["etcd_revision"])},
+               PAGE_TIMEOUT, "both nodes on the new revision")
+    assert f"serves etcd revision {body['etcd_revision']} of key {KEY}" in \
+        browser.find_element(By.ID, "fleet-summary").text

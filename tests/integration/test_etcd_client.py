@@ -70,6 +70,28 @@ def test_the_watch_gives_each_change_and_says_when_its_start_was_compacted(etcd)
         client.close()
 
 
+def test_leases_keys_under_a_prefix_and_their_revocation(etcd) -> None:
+    client = Etcd(settings(etcd.url))
+    try:
+        lease = client.grant(30)
+        client.put_key(KEY + "/nodes/b", b"B", lease)
+        client.put_key(KEY + "/nodes/a", b"A", lease)
+        client.put_key(KEY + "/nodesx", b"not under the prefix")
+        client.put_key(KEY, b"the key itself")
+        assert client.range_prefix(KEY + "/nodes/", 10) == [(KEY + "/nodes/a", b"A"),
+                                                            (KEY + "/nodes/b", b"B")]
+        assert client.range_prefix(KEY + "/nodes/", 1) == [(KEY + "/nodes/a", b"A")]
+        assert client.keep_alive(lease) is True
+        client.revoke(lease)                    # its keys go with it, at once
+        assert client.range_prefix(KEY + "/nodes/", 10) == []
+        assert client.keep_alive(lease) is False
+        assert etcd.get(KEY)[0] == b"the key itself"
+        with pytest.raises(EtcdError):
+            client.put_key(KEY + "/nodes/c", b"C", lease)     # a revoked lease is refused
+    finally:
+        client.close()
+
+
 def test_endpoints_are_tried_in_turn_and_the_one_that_answered_goes_first(etcd) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     client = Etcd(settings(dead, etcd.url))

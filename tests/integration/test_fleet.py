@@ -209,6 +209,46 @@ def test_a_put_on_one_node_is_served_by_the_other_within_2s(fleet, etcd, upstrea
     wait_until(lambda: a.get() == (200, b"one"), FOLLOW_LIMIT, "node A to serve B's PATCH")
 
 
+def _registry(made: Node) -> dict[str, Any]:
+    status, _headers, body = made.admin("GET", "/fleet/nodes")
+    assert status == 200, body
+    return body
+
+
+def _served(made: Node) -> dict[str, tuple[int | None, str | None]]:
+    """Each registered node's (revision, admin address), by name."""
+    return {n["node"]: (n["revision"], n["admin"]) for n in _registry(made)["nodes"]}
+
+
+def test_every_node_registers_what_it_serves_and_leaves_when_it_stops(fleet, etcd,
+                                                                       upstreams) -> None:
+    one, two, port = _two(upstreams)
+    a, b = fleet(shared_document(port, one))
+    _value, revision = etcd.get(KEY)
+    name_a, name_b = (f"{os.uname().nodename}-{made.master_pid}" for made in (a, b))
+    expected = {name: (revision, f"{made.host}:{made.admin_port}")
+                for name, made in ((name_a, a), (name_b, b))}
+    wait_until(lambda: _served(a) == expected, 10, "both nodes in the registry")
+    # Each record follows its follower's state too (registered a moment before it ran).
+    wait_until(lambda: {n["follower"] for n in _registry(b)["nodes"]} == {"following"}, 5,
+               "both records to say their followers follow")
+    registry = _registry(b)
+    assert registry["key"] == KEY and registry["self"] == name_b
+    for record in registry["nodes"]:
+        assert record["version"] >= 1 and record["since"] > 0
+        assert record["master_pid"] in (a.master_pid, b.master_pid)
+    # A change: every node's record follows what its master serves.
+    status, _headers, body = a.admin("PUT", "/config", shared_document(port, two))
+    assert status == 200, body
+    changed = body["etcd_revision"]
+    wait_until(lambda: {r for r, _ in _served(b).values()} == {changed}, FOLLOW_LIMIT + 2,
+               "both records to show the new revision")
+    # A node that stops leaves at once (its lease is revoked), not at the lease's expiry.
+    b.stop()
+    assert _served(a) == {name_a: (changed, f"{a.host}:{a.admin_port}")}
+    assert etcd.get(KEY + "/nodes/" + name_b) == (None, 0)
+
+
 def test_put_to_the_other_node_latency_over_20_changes(fleet, etcd, upstreams) -> None:
     """The issue's measurement: from sending a PUT to node A until the last worker of node
     B serves it, 20 times. Printed (run with -s) and bounded."""

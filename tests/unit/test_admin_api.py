@@ -84,6 +84,9 @@ class MemoryBackend:
     def metrics(self) -> bytes:
         return b"dakia_up 1\n"
 
+    def fleet_nodes(self) -> dict[str, Any] | None:
+        return None
+
 
 def parse(body: bytes, as_json: bool) -> dict[str, Any]:
     try:

@@ -440,7 +440,7 @@
     }
   }
 
-  function drawFleet(status) {
+  function drawFleet(status, registry) {
     const source = status.config_source && status.config_source.etcd;
     $("fleet").hidden = !source;
     if (!source) return;
@@ -449,6 +449,28 @@
       `its follower is ${follower.state || "not started"}`;
     if (follower.error) text += ` (${follower.error})`;
     $("fleet-summary").textContent = text + ".";
+    const rows = [];
+    const nodes = registry && registry.status === 200 ? registry.body.nodes || [] : [];
+    const newest = Math.max(0, ...nodes.map((n) => n.revision || 0));
+    for (const n of nodes) {
+      const tr = document.createElement("tr");
+      cell(tr, n.node + (n.node === registry.body.self ? " (this node)" : ""), "wrap");
+      cell(tr, n.host, "wrap");
+      cell(tr, n.master_pid, "num");
+      cell(tr, n.admin);
+      cell(tr, `v${n.version}`);
+      const behind = n.revision !== newest;
+      cell(tr, n.revision === null ? "-" : n.revision + (behind ? " (behind)" : ""),
+        behind ? "num revision passive-failing" : "num revision");
+      cell(tr, n.follower, n.follower === "following" ? "state-ready" : "state-stale");
+      cell(tr, `${uptime(Date.now() / 1000 - n.since)} ago`);
+      rows.push(tr);
+    }
+    let empty = "no node is registered";
+    if (registry && registry.status !== 200) {
+      empty = `the registry cannot be read: ${registry.body.error || registry.status}`;
+    }
+    fill($("fleet-nodes").tBodies[0], rows, 8, empty);
   }
 
   // -- actions --------------------------------------------------------------------------
@@ -537,13 +559,14 @@
       history.push(snapshot(parseMetrics(metrics), Date.now() / 1000));
       const oldest = history[history.length - 1].time - HISTORY_S;
       while (history.length > 2 && history[0].time < oldest) history.shift();
+      const registry = status.body.config_source ? await json("fleet/nodes") : null;
       showData();
       drawProcesses(status.body);
       drawRoutes();
       drawNodes(status.body);
       drawLimiters();
       drawVersions(versions.body);
-      drawFleet(status.body);
+      drawFleet(status.body, registry);
       $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
     } catch (error) {
       failed(error);
