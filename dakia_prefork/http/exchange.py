@@ -653,7 +653,7 @@ class Exchange:
         out.append(forwarding.downstream_head(101, head.reason, head.headers, _SWITCHED_TAIL))
         conn.write(b"".join(out))
         uconn = reader.conn
-        tunnel = Tunnel(conn, uconn.sock, upstream.websocket_idle)
+        tunnel = Tunnel(conn, uconn.sock, upstream.websocket_idle, upstream.write_timeout)
         tunnels = ctx.tunnels
         tunnels.add(tunnel)
         if self.metrics is not None:

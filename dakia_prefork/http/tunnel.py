@@ -28,6 +28,11 @@ connection waits for either pump to end, then stops the other one (``kill``) and
   deadline, like every other wait on the request path (connection.py): each ``recv`` that
   brings bytes, either way, moves the deadline on, and when it passes the worker's sweeper
   raises ``TimeoutError`` in the waiting greenlet, which ends the tunnel;
+- a write is bounded as every other write is: to the client by ``limits.send_timeout``,
+  to the upstream by its ``timeouts.write``. The connection has one deadline, so it is
+  the earliest of the idle one and those of the writes under way; a side that stops
+  reading while the other keeps sending (pings, say, which move the idle deadline on)
+  ends the tunnel when its write times out, instead of holding the connection forever;
 - ``close`` ends it from outside (a draining worker at ``graceful_timeout``).
 
 The caller (the exchange) closes the upstream connection and writes the access-log line
@@ -50,6 +55,8 @@ RECV_SIZE = 65536
 _monotonic = time.monotonic
 
 # Why a tunnel ended (``Tunnel.ended``).
+CLIENT_STALLED = "client not reading"
+UPSTREAM_STALLED = "upstream not reading"
 CLIENT_CLOSED = "client closed"
 UPSTREAM_CLOSED = "upstream closed"
 CLIENT_BROKE = "client connection broke"
@@ -62,9 +69,10 @@ class Tunnel:
     """The relay of one upgraded connection (see the module docstring)."""
 
     __slots__ = ("conn", "upstream", "idle", "to_upstream", "to_client", "ended", "_done",
-                 "_pumps")
+                 "_pumps", "_write_timeouts", "_idle_until", "_writing_until")
 
-    def __init__(self, conn: DownstreamConnection, upstream: Stream, idle: float) -> None:
+    def __init__(self, conn: DownstreamConnection, upstream: Stream, idle: float,
+                 upstream_write_timeout: float) -> None:
         self.conn = conn                 # the client's connection (its stream, its deadline)
         self.upstream = upstream
         self.idle = idle                 # seconds without a byte either way
@@ -73,19 +81,32 @@ class Tunnel:
         self.ended = ""
         self._done = gevent.event.Event()
         self._pumps: list[gevent.Greenlet] = []
+        # Per direction (0: to the upstream, 1: to the client): the longest a write may
+        # take, and when the one under way must be done (0.0: none under way).
+        self._write_timeouts = (upstream_write_timeout, conn.limits.send_timeout)
+        self._writing_until = [0.0, 0.0]
+        self._idle_until = 0.0
 
     def run(self, from_client: bytes, from_upstream: bytes) -> str:
         """Relay until one side closes, the idle timeout passes, or ``close``; returns why
         it ended. ``from_client``/``from_upstream``: bytes already read past the heads."""
         conn = self.conn
-        conn.deadline = _monotonic() + self.idle
+        self._idle_until = _monotonic() + self.idle
+        self._arm()
         self._pumps = [gevent.spawn(self._pump, conn.sock, self.upstream, from_client, True),
                        gevent.spawn(self._pump, self.upstream, conn.sock, from_upstream,
                                     False)]
         try:
             self._done.wait()
-        except TimeoutError:             # the sweeper's: no byte either way for ``idle``
-            self.ended = IDLE
+        except TimeoutError:             # the sweeper's: idle, or a write took too long
+            now = _monotonic()
+            to_upstream, to_client = self._writing_until
+            if 0.0 < to_client <= now:
+                self.ended = CLIENT_STALLED
+            elif 0.0 < to_upstream <= now:
+                self.ended = UPSTREAM_STALLED
+            else:
+                self.ended = IDLE
         finally:
             conn.deadline = 0.0
             gevent.killall(self._pumps)
@@ -100,14 +121,28 @@ class Tunnel:
             self.ended = self.ended or CLOSED
             self._done.set()
 
+    def _arm(self) -> None:
+        """The connection's deadline: the earliest of the idle one and the writes'."""
+        deadline = self._idle_until
+        for until in self._writing_until:
+            if 0.0 < until < deadline:
+                deadline = until
+        self.conn.deadline = deadline
+
     def _pump(self, source: Stream, sink: Stream, first: bytes, upstream_bound: bool) -> None:
-        conn = self.conn
         idle = self.idle
+        direction = 0 if upstream_bound else 1
+        write_timeout = self._write_timeouts[direction]
+        writing_until = self._writing_until
         try:
             data = first
             while True:
                 if data:
+                    writing_until[direction] = _monotonic() + write_timeout
+                    self._arm()
                     send_all(sink, data)
+                    writing_until[direction] = 0.0
+                    self._arm()
                     if upstream_bound:
                         self.to_upstream += len(data)
                     else:
@@ -117,7 +152,8 @@ class Tunnel:
                     self.ended = self.ended or (CLIENT_CLOSED if upstream_bound
                                                 else UPSTREAM_CLOSED)
                     return
-                conn.deadline = _monotonic() + idle
+                self._idle_until = _monotonic() + idle
+                self._arm()
         except OSError:
             # Which side broke cannot be told from here (recv or send); the reading side
             # is the likelier one, and the access log only needs a hint.

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import struct
 import ssl
 import threading
 import time
@@ -271,6 +272,45 @@ def test_an_idle_tunnel_is_closed_after_websocket_idle(engine: str, gateways,
     waited = time.monotonic() - last
     assert 1.4 <= waited < 5.0, waited
     wait_until(lambda: _tunnel_logged(gw, "/echo"), TIMEOUT, "the tunnel's log line")
+
+
+def _masked_binary(payload: bytes) -> bytes:
+    """A client's binary frame of ``payload`` (up to 64 KiB), masked with a zero key."""
+    assert len(payload) < 65536
+    return b"\x82\xfe" + struct.pack("!H", len(payload)) + b"\x00\x00\x00\x00" + payload
+
+
+def test_a_client_that_stops_reading_is_dropped_at_send_timeout(engine: str, gateways,
+                                                                ws_upstream: WsUpstream) -> None:
+    """It keeps sending (so the tunnel is never idle) and never reads what the upstream
+    echoes: the gateway's write to it blocks, and send_timeout ends the tunnel."""
+    gw = gateways([_upstream(ws_upstream, timeouts={"websocket_idle": 60})], engine=engine,
+                  extra={"limits": {"send_timeout": 1}})
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.settimeout(TIMEOUT)
+        sock.connect(("127.0.0.1", gw.port))
+        sock.sendall(_handshake())
+        head = _read_until(sock, lambda d: b"\r\n\r\n" in d)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        frame = _masked_binary(os.urandom(60_000))
+        started = time.monotonic()
+        dropped = None
+        while time.monotonic() - started < 20:
+            try:
+                sock.sendall(frame)
+            except OSError:              # reset or broken pipe: the gateway closed it
+                dropped = time.monotonic() - started
+                break
+            time.sleep(0.05)
+        assert dropped is not None, "the tunnel of a client that never reads stayed open"
+    finally:
+        sock.close()
+    # Buffers fill in well under a second here; then 1 s of send_timeout and the sweep.
+    assert dropped < 10, dropped
+    line = wait_until(lambda: _tunnel_logged(gw, "/echo"), TIMEOUT, "the tunnel's log line")
+    assert len(line) == 1
 
 
 def test_a_reload_keeps_open_websockets_and_reaches_new_ones(engine: str, gateways,

@@ -12,9 +12,13 @@ import pytest
 from dakia_prefork.http import engines, forwarding
 from dakia_prefork.http.engines import policy
 from dakia_prefork.http.events import CLOSED, END, ProtocolError, RequestHead, ResponseHead
-from dakia_prefork.http.tunnel import CLIENT_CLOSED, CLOSED as CLOSED_BY_GATEWAY, IDLE, Tunnel
+from dakia_prefork.http import tunnel as tunnel_module
+from dakia_prefork.http.connection import DownstreamConnection
+from dakia_prefork.http.tunnel import (CLIENT_CLOSED, CLIENT_STALLED, CLOSED as CLOSED_BY_GATEWAY,
+                                       IDLE, Tunnel)
 
-from inmemory import MakeHarness, engine, get, make_harness, responses  # noqa: F401
+from inmemory import (PEER, SEND_TIMEOUT, WRITE_TIMEOUT, MakeHarness, WatchedStream, engine,  # noqa: F401
+                      get, make_harness, responses)
 
 HANDSHAKE = (b"GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -231,7 +235,7 @@ def test_the_tunnel_ends_with_the_first_side_that_closes(make_harness: MakeHarne
     conn, client = h.connection(b"from client")
     upstream = h.upstream(b"from upstream")
     conn.greenlet = None
-    tunnel = Tunnel(conn, upstream, 60.0)
+    tunnel = Tunnel(conn, upstream, 60.0, WRITE_TIMEOUT)
     assert tunnel.run(b"early ", b"") == CLIENT_CLOSED
     assert bytes(upstream.written) == b"early from client"
     assert bytes(client.written) == b"from upstream"
@@ -245,7 +249,7 @@ def _blocking_tunnel(make_harness: MakeHarness) -> tuple[Any, Tunnel]:
     conn, _client = h.connection(lambda: gevent.sleep(30) or b"")
     upstream = h.upstream(lambda: gevent.sleep(30) or b"")
     conn.greenlet = gevent.getcurrent()
-    return conn, Tunnel(conn, upstream, 60.0)
+    return conn, Tunnel(conn, upstream, 60.0, WRITE_TIMEOUT)
 
 
 def test_close_ends_a_tunnel_from_outside(make_harness: MakeHarness) -> None:
@@ -267,4 +271,52 @@ def test_the_idle_deadline_ends_a_quiet_tunnel(make_harness: MakeHarness) -> Non
         conn.expire()
     gevent.spawn_later(0.05, sweep)
     assert tunnel.run(b"", b"") == IDLE
+    assert conn.deadline == 0.0
+
+
+def test_each_write_of_the_tunnel_is_bounded_by_its_side_s_write_timeout(
+        make_harness: MakeHarness) -> None:
+    h = make_harness()
+    conn, client = h.connection(b"from client")
+    upstream = h.upstream(b"from upstream")
+    conn.greenlet = None
+    assert Tunnel(conn, upstream, 60.0, WRITE_TIMEOUT).run(b"", b"") == CLIENT_CLOSED
+    # While a write waits, the deadline is the write's (the seconds left, rounded); while
+    # a read waits, the idle one.
+    assert ("send", round(SEND_TIMEOUT)) in client.waits
+    assert ("send", round(WRITE_TIMEOUT)) in upstream.waits
+    assert ("recv", 60) in client.waits and ("recv", 60) in upstream.waits
+
+
+class _NotReading(WatchedStream):
+    """A client that keeps its connection open and never reads: every send waits."""
+
+    def send(self, data: bytes, /) -> int:
+        gevent.sleep(30)
+        return 0
+
+    def sendall(self, data: bytes | memoryview, /) -> None:
+        self.send(bytes(data))
+
+
+def test_a_client_that_stops_reading_ends_the_tunnel_at_send_timeout(
+        make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client's pings would keep the idle deadline moving; the stuck write does not."""
+    h = make_harness()
+    stream = _NotReading([lambda: gevent.sleep(30) or b""], h.left)
+    conn = h.current = DownstreamConnection(h.ctx, stream, PEER, h.listener)
+    conn.greenlet = gevent.getcurrent()
+    upstream = h.upstream(b"a message the client will not read",
+                          lambda: gevent.sleep(30) or b"")
+    tunnel = Tunnel(conn, upstream, 60.0, WRITE_TIMEOUT)
+    real = time.monotonic
+
+    def sweep() -> None:
+        left = conn.deadline - real()
+        assert SEND_TIMEOUT - 1 < left <= SEND_TIMEOUT       # the write's, not idle's 60
+        monkeypatch.setattr(tunnel_module, "_monotonic", lambda: real() + SEND_TIMEOUT + 1)
+        conn.deadline = real() - 1                           # as if send_timeout had passed
+        conn.expire()
+    gevent.spawn_later(0.05, sweep)
+    assert tunnel.run(b"", b"") == CLIENT_STALLED
     assert conn.deadline == 0.0
