@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 
 from ..config.model import EtcdSettings
 from .api import Outcome, Version
 from .backend import MasterBackend
+
+if TYPE_CHECKING:
+    from ..fleet.etcd import Etcd
 
 FOLLOW_WAIT = 5.0
 """How long an accepted change waits for this node to serve it before answering."""
@@ -49,6 +52,16 @@ class SharedBackend(MasterBackend):
     def __init__(self, etcd: EtcdSettings, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._etcd_settings = etcd
+        self._etcd: Etcd | None = None
+
+    def _client(self) -> Etcd:
+        """One client for the process's life (its connections kept alive): the dashboard
+        reads the registry every 2 s. urllib3's pool serves greenlets one connection
+        each."""
+        if self._etcd is None:
+            from ..fleet.etcd import Etcd
+            self._etcd = Etcd(self._etcd_settings)
+        return self._etcd
 
     def version(self, number: int) -> Version | None:
         found = super().version(number)
@@ -63,15 +76,12 @@ class SharedBackend(MasterBackend):
         errors, _notices = self.check(document)
         if errors:
             return Outcome(errors=errors)
-        from ..fleet.etcd import Etcd, EtcdError
-        etcd = Etcd(self._etcd_settings)
+        from ..fleet.etcd import EtcdError
         try:
-            done, revision = etcd.put(json.dumps(document, indent=2,
-                                                 ensure_ascii=False).encode(), base)
+            done, revision = self._client().put(
+                json.dumps(document, indent=2, ensure_ascii=False).encode(), base)
         except EtcdError as exc:
             return Outcome(unavailable=f"etcd: {exc}; nothing changed")
-        finally:
-            etcd.close()
         if not done:
             # Give this node the moment it needs to follow the change that won, so that a
             # PATCH retrying on the current document patches that one, not ours again.
@@ -82,13 +92,8 @@ class SharedBackend(MasterBackend):
     def fleet_nodes(self) -> dict[str, Any] | None:
         """The fleet's registry (fleet/registry.py): every node alive and what it serves,
         and which of them is this one. Raises EtcdError when etcd cannot be read."""
-        from ..fleet.etcd import Etcd
         from ..fleet.registry import list_nodes, node_id
-        etcd = Etcd(self._etcd_settings)
-        try:
-            nodes = list_nodes(etcd, self._etcd_settings.key)
-        finally:
-            etcd.close()
+        nodes = list_nodes(self._client(), self._etcd_settings.key)
         return {"key": self._etcd_settings.key, "self": node_id(self._control.master_pid),
                 "nodes": nodes}
 
