@@ -44,8 +44,9 @@ from ..shm.metrics import OVERFLOW_KEY, MetricRegions
 from ..shm.nodestats import UNHEALTHY, NodeStats
 from .keys import (BUCKET_COUNT, BUCKETS, NODE_EJECTIONS, NODE_FAILURES, NODE_LATENCY,
                    REQUEST_BYTES, REQUEST_DURATION, REQUESTS, RESPONSE_BYTES, STATUS_CLASSES,
-                   RATE_LIMIT_REJECTIONS, UPSTREAM_DURATION, WEBSOCKET_UPGRADES, NodeKeys,
-                   RouteKeys, gateway_routes)
+                   RATE_LIMIT_REJECTIONS, TLS_FAILURE_REASONS, TLS_HANDSHAKE_FAILURES,
+                   UPSTREAM_DURATION, WEBSOCKET_UPGRADES, NodeKeys, RouteKeys, gateway_routes,
+                   tls_failure_key)
 
 __all__ = ["CONTENT_TYPE", "MetricsReader", "render"]
 
@@ -95,6 +96,7 @@ class _Collector(Collector):
         yield from _requests(sums, [r for g in self.gateways for r in gateway_routes(g)])
         yield from self._process()
         yield from self._nodes(sums)
+        yield self._tls(sums)
         overflow = CounterMetricFamily(
             "dakia_metrics_overflow", "Counts a full metrics region could not place "
             "(raise METRIC_CAPACITY if this is not 0).")
@@ -133,6 +135,23 @@ class _Collector(Collector):
             "heartbeats) and were replaced.")
         restarts.add_metric([], control.worker_restarts)
         yield restarts
+
+    def _tls(self, sums: Mapping[int, int]) -> Metric:
+        failures = CounterMetricFamily(
+            TLS_HANDSHAKE_FAILURES.removesuffix("_total"), "TLS handshakes that failed, by "
+            "listener: refused (a TLS error: a client certificate refused, no shared "
+            "protocol or cipher) or incomplete (reset, closed early, timed out).",
+            labels=["gateway", "listener", "reason"])
+        for gateway in self.gateways:
+            name = str(gateway["name"])
+            for address in gateway.get("bind_addresses") or []:
+                if "tls" not in address:
+                    continue
+                label = describe_address(address)
+                for reason in TLS_FAILURE_REASONS:
+                    failures.add_metric([name, label, reason],
+                                        sums.get(tls_failure_key(name, label, reason), 0))
+        return failures
 
     def _nodes(self, sums: Mapping[int, int]) -> Iterator[Metric]:
         labels = ["gateway", "upstream", "node"]

@@ -48,6 +48,10 @@ WEBSOCKET_UPGRADES = "dakia_websocket_upgrades_total"
 NODE_LATENCY = "dakia_upstream_node_latency_seconds"
 NODE_FAILURES = "dakia_upstream_node_failures_total"
 NODE_EJECTIONS = "dakia_upstream_node_ejections_total"
+TLS_HANDSHAKE_FAILURES = "dakia_tls_handshake_failures_total"
+TLS_FAILURE_REASONS: tuple[str, ...] = ("refused", "incomplete")
+"""tls/handshake.py's REFUSED and INCOMPLETE (not imported: the reader of the metrics
+needs nothing of the TLS code)."""
 
 BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                               1.0, 2.5, 5.0, 10.0)
@@ -167,6 +171,12 @@ class NodeKeys:
 
     def ejections(self) -> int:
         return metric_key(NODE_EJECTIONS, self.gateway, self.upstream, self.node)
+
+
+def tls_failure_key(gateway: str, listener: str, reason: str) -> int:
+    """The key of a TLS listener's failed handshakes for ``reason`` (``listener``: its
+    label, as describe_address gives it)."""
+    return metric_key(TLS_HANDSHAKE_FAILURES, gateway, listener, reason)
 
 
 def gateway_routes(gateway: Mapping[str, Any]) -> list[RouteKeys]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..shm.metrics import MetricWriter
 from .keys import (BUCKET_BOUNDS_US, BUCKET_COUNT, NO_UPSTREAM, STATUS_CLASSES, NodeKeys,
-                   RouteKeys, gateway_routes)
+                   RouteKeys, gateway_routes, tls_failure_key)
 
 
 class RouteMetrics:
@@ -166,6 +166,22 @@ class NodeMetrics:
         words = self._words
         at = self._ejections
         words[at] += 1
+
+
+class ListenerMetrics:
+    """The failed TLS handshakes of one listener in one worker's region (claimed on the
+    first failure: a rare event, so no slot is kept in advance)."""
+
+    __slots__ = ("_writer", "gateway", "listener")
+
+    def __init__(self, writer: MetricWriter, gateway: str, listener: str) -> None:
+        self._writer = writer
+        self.gateway = gateway
+        self.listener = listener
+
+    def handshake_failed(self, reason: str) -> None:
+        writer = self._writer
+        writer.add(writer.slot(tls_failure_key(self.gateway, self.listener, reason)))
 
 
 class GatewayMetrics:

@@ -20,8 +20,20 @@ from .contexts import ListenerTls
 log = logging.getLogger("dakia.tls")
 
 
+REFUSED = "refused"
+"""The handshake failed in TLS itself: a refused client certificate, an old protocol
+version, no shared cipher (an ``ssl.SSLError``)."""
+INCOMPLETE = "incomplete"
+"""The client went away or was too slow: a reset, an early close, the timeout."""
+
+
 class HandshakeFailed(Exception):
-    """The client did not complete a handshake; the socket is closed already."""
+    """The client did not complete a handshake; the socket is closed already.
+    ``reason``: :data:`REFUSED` or :data:`INCOMPLETE`."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def accept_tls(sock: socket.socket, tls: ListenerTls, timeout: float,
@@ -39,7 +51,7 @@ def accept_tls(sock: socket.socket, tls: ListenerTls, timeout: float,
     except (OSError, ValueError) as exc:     # SSLError, timeouts and resets are OSErrors
         _log_failure(peer, exc)
         wrapped.close()
-        raise HandshakeFailed(str(exc)) from None
+        raise HandshakeFailed(str(exc), _reason(exc)) from None
     except BaseException:
         wrapped.close()
         raise
@@ -54,6 +66,14 @@ def accept_tls(sock: socket.socket, tls: ListenerTls, timeout: float,
 
             subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
     return wrapped, subject
+
+
+def _reason(exc: BaseException) -> str:
+    # An EOF mid-handshake is an SSLError too, but it is the client going away.
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, (ssl.SSLEOFError,
+                                                              ssl.SSLZeroReturnError)):
+        return REFUSED
+    return INCOMPLETE
 
 
 def _log_failure(peer: str, exc: BaseException) -> None:

@@ -23,7 +23,7 @@ from ..interceptors import Chain, build_chain
 from ..interceptors.resources import Resources
 from ..message.paths import ESCAPED_SLASHES
 from ..metrics.keys import NodeKeys
-from ..metrics.recorder import GatewayMetrics, NodeMetrics, RouteMetrics
+from ..metrics.recorder import GatewayMetrics, ListenerMetrics, NodeMetrics, RouteMetrics
 from ..message.underscores import MODES as UNDERSCORE_MODES
 from ..routing.hosts import HostLookup
 from ..routing.realip import RealIp
@@ -91,7 +91,8 @@ class GatewayRuntime:
     __slots__ = ("settings", "name", "router", "hosts", "host_lookup", "upstreams",
                  "interceptors", "underscores", "merge_slashes", "escaped_slashes",
                  "forward_raw_path", "real_ip", "proxy_protocol", "tls", "acme_tls",
-                 "https_redirect", "unrouted_metrics", "route_metrics", "acme_challenges")
+                 "https_redirect", "unrouted_metrics", "route_metrics", "acme_challenges",
+                 "tls_metrics")
 
     def __init__(self, index: int, settings: GatewaySettings, counters: CounterTable | None,
                  resources: Resources | None = None,
@@ -154,6 +155,9 @@ class GatewayRuntime:
                 for node in upstream.nodes:
                     node.metrics = NodeMetrics(metrics,
                                                NodeKeys(self.name, upstream.name, node.label))
+        # The failed handshakes of each TLS listener (by label); empty with metrics off.
+        self.tls_metrics: dict[str, ListenerMetrics] = {} if metrics is None else {
+            label: ListenerMetrics(metrics, self.name, label) for label in self.tls}
 
 
 class Runtime:

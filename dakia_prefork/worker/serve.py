@@ -263,8 +263,12 @@ class Worker:
                 try:
                     sock, subject = accept_tls(sock, tls,
                                                self.ctx.limits.tls_handshake_timeout, peer)
-                except HandshakeFailed:
+                except HandshakeFailed as failed:
                     self._freed()           # accept_tls closed the socket
+                    assert gateway is not None
+                    counter = gateway.tls_metrics.get(info.label)
+                    if counter is not None:
+                        counter.handshake_failed(failed.reason)
                     return
                 info = self._https(info)
             conn = DownstreamConnection(self.ctx, sock, peer, info)

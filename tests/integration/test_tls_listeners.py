@@ -18,9 +18,11 @@ import time
 from typing import Any
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.tlsutil import ca_pair, self_signed_pair
 
@@ -251,6 +253,44 @@ def test_min_version_1_3_refuses_a_tls_1_2_client(upstreams, gateways, pki) -> N
         assert client.get()[0] == 200
     finally:
         client.close()
+
+
+def test_failed_handshakes_are_counted_by_listener_and_reason(upstreams, gateways,
+                                                               pki) -> None:
+    upstream = upstreams(name="app")
+    plain = free_port()
+    gw = tls_gateway(gateways, upstream, {"certificates": certificates(pki["a"]),
+                                          "min_version": "1.3"},
+                     extra_binds=[{"host": "127.0.0.1", "port": plain}],
+                     extra={"limits": {"tls_handshake_timeout": 1}},
+                     gateway={"filters": [{"name": "scrape", "path": "/metrics"}],
+                              "interceptors": [{"name": "metrics", "filter": "scrape"}]})
+    listener = f"127.0.0.1:{gw.port}"
+
+    def failures() -> dict[str, float]:
+        families = text_string_to_metric_families(
+            requests.get(f"http://127.0.0.1:{plain}/metrics", timeout=10).text)
+        return {s.labels["reason"]: s.value for f in families for s in f.samples
+                if s.name == "dakia_tls_handshake_failures_total"
+                and s.labels["listener"] == listener}
+
+    assert failures() == {"refused": 0, "incomplete": 0}
+    assert refused(gw.port, client_context(max_version=ssl.TLSVersion.TLSv1_2))
+    closed_early = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    closed_early.sendall(b"\x16\x03\x01\x02\x00\x01")     # the start of a ClientHello
+    closed_early.close()
+    silent = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    try:
+        wait_until(lambda: failures() == {"refused": 1, "incomplete": 2}, 10,
+                   "one refused handshake, one closed early and one timed out")
+    finally:
+        silent.close()
+    client = TlsClient(gw.port, "a.example")     # a good one counts nothing
+    try:
+        assert client.get()[0] == 200
+    finally:
+        client.close()
+    assert failures() == {"refused": 1, "incomplete": 2}
 
 
 def test_tls_1_2_gets_an_ecdhe_aead_suite(upstreams, gateways, clients, pki) -> None:

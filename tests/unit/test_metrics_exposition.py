@@ -220,3 +220,9 @@ def test_node_latency_failures_and_ejections_are_summed_over_workers(segments) -
     assert _value(samples, "dakia_upstream_node_latency_seconds_count", **other) == 0
     assert ("dakia_upstream_node_ejections_total", other) in [
         (name, labels) for name, rows in samples.items() for labels, _ in rows]
+
+
+def test_tls_failure_reasons_are_those_the_handshake_gives() -> None:
+    from dakia_prefork.metrics.keys import TLS_FAILURE_REASONS
+    from dakia_prefork.tls import handshake
+    assert TLS_FAILURE_REASONS == (handshake.REFUSED, handshake.INCOMPLETE)
