@@ -4,23 +4,33 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-compiled compiled uncompile check bench clean
+.PHONY: run test system-deps test-compiled compiled uncompile check bench clean
 
+# tools/system-deps installs (as root on Debian or Ubuntu) or names, in one message, the
+# system packages a command needs before anything else runs: `run` needs Python 3.11+
+# with venv, `test` also every program the suite starts (README.md, top).
 $(STAMP): setup.cfg pyproject.toml
+	@PYTHON=$(PYTHON) tools/system-deps run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[fast,test]'
 	touch $(STAMP)
 
+# The URL is the one etc/dakia/dakia.yaml listens on (tests/integration/test_readme.py
+# opens it after `make run`, so a changed port in that file fails there).
 run: $(STAMP)
+	@echo "dakia-prefork: open http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(BIN)/dakia-master start -c etc/dakia/dakia.yaml
 
 # mypy, the whole suite on the pure-Python modules (the reference), then the request-path
 # tests again on the mypyc build: both builds must give the same results.
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 	$(MAKE) test-compiled
+
+system-deps:
+	@PYTHON=$(PYTHON) tools/system-deps test
 
 # The compiled build of the request path (setup.py lists the modules), made in build/mypyc
 # from a copy of the package. test-compiled puts its extensions beside the modules for the
