@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test system-deps test-compiled compiled uncompile check bench clean
+.PHONY: run test system-deps readme-check test-compiled compiled uncompile check bench clean
 
 # tools/system-deps installs (as root on Debian or Ubuntu) or names, in one message, the
 # system packages a command needs before anything else runs: `run` needs Python 3.11+
@@ -31,6 +31,10 @@ test: system-deps $(STAMP)
 
 system-deps:
 	@PYTHON=$(PYTHON) tools/system-deps test
+
+# The README's blocks against real gateways (part of `make test`; this runs it alone).
+readme-check: system-deps $(STAMP)
+	$(BIN)/python -m pytest tests/integration/test_readme.py
 
 # The compiled build of the request path (setup.py lists the modules), made in build/mypyc
 # from a copy of the package. test-compiled puts its extensions beside the modules for the
@@ -67,16 +71,19 @@ COMPILED_SKIP := --deselect tests/unit/test_parser_engines.py::test_without_http
 	--deselect tests/unit/test_parser_engines.py::test_fast_engine_keeps_typical_traffic_off_the_reference \
 	--deselect tests/unit/test_parser_differential.py::test_fast_path_agrees_with_the_reference
 
+# UNCOMPILE, not $(MAKE) uncompile, inside the recipe: make runs a line that names $(MAKE)
+# even under `make -n`, so `make -n test` would have run the compiled tests for real.
+UNCOMPILE := find dakia_prefork -name '*.so' -delete; rm -f ./*__mypyc*.so
+
 test-compiled: $(COMPILED)
-	@$(MAKE) --no-print-directory uncompile
+	@$(UNCOMPILE)
 	(cd build/mypyc && find . -name '*.so' -exec cp --parents {} ../.. \;) && \
 	DAKIA_EXPECT_COMPILED=1 $(BIN)/python -m pytest -p no:cacheprovider $(COMPILED_SKIP) $(COMPILED_TESTS); \
-	status=$$?; $(MAKE) --no-print-directory uncompile; exit $$status
+	status=$$?; $(UNCOMPILE); exit $$status
 
 # Remove the compiled extensions from the source tree (test-compiled does it itself).
 uncompile:
-	find dakia_prefork -name '*.so' -delete
-	rm -f ./*__mypyc*.so
+	$(UNCOMPILE)
 
 check: $(STAMP)
 	$(BIN)/dakia-master check -c etc/dakia/dakia.yaml
