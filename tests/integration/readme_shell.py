@@ -120,7 +120,7 @@ __stop_all() {  # the namespace's init: TERM everything, wait (bounded) for it t
     done
 }
 trap __stop_all EXIT
-ip link set lo up
+__helper lo-up    # a new network namespace's loopback starts down
 mount -t tmpfs -o size=64m tmpfs /dev/shm   # this namespace's shared memory, gone with it
 __fg=0
 """
@@ -141,8 +141,23 @@ def _listening() -> list[tuple[int, str]]:
     return found
 
 
+def loopback_up() -> None:
+    """``ip link set lo up`` without iproute2 (not in a minimal Debian): SIOCSIFFLAGS."""
+    import fcntl
+    import socket
+    import struct
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+
+
 def main(argv: list[str]) -> int:
     snapshot = Path(__import__("os").environ["README_OUT"]) / "listening.snapshot"
+    if argv[0] == "lo-up":
+        loopback_up()
+        return 0
     if argv[0] == "snap":
         snapshot.write_text(" ".join(inode for _, inode in _listening()))
         return 0

@@ -22,7 +22,8 @@ SCRIPT = ROOT / "tools" / "system-deps"
 PROGRAMS = {
     "make": "make", "cc": "gcc", "perl": "perl", "redis-server": "redis-server",
     "etcd": "etcd-server", "pebble": "pebble", "pebble-challtestsrv": "pebble",
-    "curl": "curl", "mount": "mount", "setpriv": "util-linux", "chromium": "chromium",
+    "curl": "curl", "mount": "mount", "setpriv": "util-linux", "unshare": "util-linux",
+    "chromium": "chromium",
     "chromedriver": "chromium-driver",
 }
 ALL_PACKAGES = ["make", "gcc", "perl", "redis-server", "etcd-server", "pebble", "curl",
@@ -125,7 +126,7 @@ def test_not_root_on_debian_asks_once_with_the_exact_command(machine: Machine) -
 
 
 def test_root_on_debian_installs_what_is_missing(machine: Machine) -> None:
-    machine.have("make", "cc", "perl", "curl", "mount", "setpriv")
+    machine.have("make", "cc", "perl", "curl", "mount", "setpriv", "unshare")
     result = machine.run("test")
     assert result.returncode == 0, result.stderr
     assert machine.apt_calls() == [
