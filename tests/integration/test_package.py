@@ -2,15 +2,13 @@
 into a new virtualenv, must run and carry its files (LICENSE, the sample configuration, the
 init files, the JSON Schema).
 
-The sdist is built from a copy of the project's files (the tracked ones and the new,
-unignored ones), so nothing of the checkout's own build state (.venv, build/, egg-info)
-can leak into it. pip fetches the build backend and the dependencies from the package
+The sdist is built from a copy of the project's files (tests/integration/project.py), so
+nothing of the checkout's own build state (.venv, build/, egg-info) can leak into it. pip fetches the build backend and the dependencies from the package
 index; pip's cache keeps a repeated run short. Every step has a timeout.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -18,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from .project import project_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
@@ -30,17 +30,6 @@ def run(*argv: str | Path, cwd: Path | None = None, timeout: float = 300) -> str
                             timeout=timeout)
     assert result.returncode == 0, (argv, result.stdout[-3000:], result.stderr[-3000:])
     return result.stdout
-
-
-def project_copy(dest: Path) -> Path:
-    listed = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-                 cwd=ROOT, timeout=60)
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():   # a deleted, still tracked file is not part of the tree
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ import yaml
 from dakia_prefork import cli
 
 from . import readme_blocks, readme_shell
+from .project import project_copy
 from .readme_blocks import Block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,19 +71,6 @@ class Sandbox:
     @property
     def out(self) -> Path:
         return self.root / "out"
-
-
-def project_copy(dest: Path) -> Path:
-    """The project's files (tracked and new), as a clone would have them."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-        capture_output=True, text=True, timeout=60, check=True).stdout
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
 
 
 def checked(argv: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None

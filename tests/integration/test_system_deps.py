@@ -199,3 +199,14 @@ def test_make_test_and_ci_run_go_through_it() -> None:
     assert plan and "tools/system-deps test" in plan[0], plan[:3]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "exec make test" in ci and "apt-get" not in ci
+
+
+def test_a_perl_without_its_modules_needs_the_perl_package(machine: Machine) -> None:
+    # Debian's perl-base has /usr/bin/perl but not JSON::PP, which the plugin example uses.
+    machine.have(*PROGRAMS)
+    (machine.bin / "perl").write_text('#!/bin/sh\ncase "$*" in *JSON::PP*) exit 2;; esac\n')
+    machine.uid(1000)
+    result = machine.run("test")
+    assert result.returncode == 1
+    assert "  perl's JSON::PP: perl (the external-plugin example" in result.stderr
+    assert "  sudo apt-get install perl" in result.stderr.splitlines()
