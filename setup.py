@@ -6,9 +6,40 @@ stay the reference: they are what a plain install runs, and CI runs the tests ag
 mypyc needs mypy and a C compiler at build time, so that build is made without isolation:
 ``DAKIA_MYPYC=1 pip install --no-build-isolation '.[fast]'`` (mypy and setuptools installed).
 """
+import glob
 import os
+import shutil
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
+
+# The files a gateway is set up with, kept once where a checkout uses them and copied into
+# the package as dakia_prefork/data/ (dakia_prefork/samples.py reads them there):
+# destination inside data/ -> source in the project. MANIFEST.in puts the sources in the sdist.
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = {
+    "dakia.yaml": ["etc/dakia/dakia.yaml"],
+    "init": sorted(os.path.relpath(path, HERE)
+                   for path in glob.glob(os.path.join(HERE, "tools", "init", "*"))),
+}
+
+
+class BuildWithData(build_py):
+    def run(self) -> None:
+        super().run()
+        for target, sources in DATA.items():
+            if not sources:
+                raise SystemExit(f"setup.py: no files for data/{target}: build from the "
+                                 "checkout or a complete sdist")
+            for source in sources:
+                path = os.path.join(HERE, source)
+                if target == "init":
+                    dest = os.path.join(self.build_lib, "dakia_prefork", "data", "init",
+                                        os.path.basename(source))
+                else:
+                    dest = os.path.join(self.build_lib, "dakia_prefork", "data", target)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                shutil.copy2(path, dest)   # the mode too: the SysV script stays executable
 
 # The hot path of a request: the connection loop, the exchange, the upstream client, the
 # bytes written by hand, both engines and the interceptor chain. What third-party code
@@ -65,4 +96,4 @@ if os.environ.get("DAKIA_MYPYC") == "1":
     # Any, which compiles to the same calls the interpreter makes.
     ext_modules = mypycify(["--ignore-missing-imports", *COMPILED], opt_level="3")
 
-setup(ext_modules=ext_modules)
+setup(ext_modules=ext_modules, cmdclass={"build_py": BuildWithData})

@@ -516,6 +516,51 @@ def cmd_config_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init_config(args: argparse.Namespace) -> int:
+    """Write the sample configuration (the one ``make run`` serves) to start from."""
+    from .samples import WriteError, sample_token_path, write_sample_config, write_token
+    try:
+        written = write_sample_config(args.path, force=args.force)
+    except WriteError as exc:
+        return _fail(f"init-config: {exc}")
+    print(f"{written.path}: the sample configuration (mode {written.mode:04o}); "
+          f"`dakia-master check -c {written.path}` validates it")
+    token_path = sample_token_path(written.path)
+    if os.path.lexists(token_path):
+        print(f"{token_path}: kept (the admin API's token)")
+        return 0
+    try:
+        token = write_token(token_path)
+    except WriteError as exc:
+        return _fail(f"init-config: {exc}")
+    print(f"{token.path}: a new admin API token (mode {token.mode:04o}); the dashboard at "
+          f"the admin address asks for it")
+    return 0
+
+
+def cmd_init_token(args: argparse.Namespace) -> int:
+    """Write a new random admin token; an existing file is kept (exit 1)."""
+    from .samples import WriteError, write_token
+    try:
+        written = write_token(args.path)
+    except WriteError as exc:
+        return _fail(f"init-token: {exc}")
+    print(f"{written.path}: a new admin API token (mode {written.mode:04o})")
+    return 0
+
+
+def cmd_init_files(args: argparse.Namespace) -> int:
+    """Write the init files (systemd unit and socket, SysV script, logrotate snippet)."""
+    from .samples import WriteError, write_init_files
+    try:
+        written = write_init_files(args.directory, force=args.force)
+    except WriteError as exc:
+        return _fail(f"init-files: {exc}")
+    for item in written:
+        print(f"{item.path} (mode {item.mode:04o})")
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     from .build import describe
     print(f"dakia-prefork {__version__} (request path: {describe()})")
@@ -578,6 +623,21 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--days", type=int, default=90,
                       help="days of validity (default: %(default)s)")
     cert.set_defaults(func=cmd_cert)
+    init_config = sub.add_parser("init-config", help="write the sample configuration to "
+                                                     "start from")
+    init_config.add_argument("path", help="the file to write, e.g. /etc/dakia/dakia.yaml "
+                                          "(missing directories are made)")
+    init_config.set_defaults(func=cmd_init_config)
+    init_token = sub.add_parser("init-token", help="write a new random admin API token "
+                                                   "(refused if the file exists)")
+    init_token.add_argument("path", help="the token file, e.g. /etc/dakia/admin.token")
+    init_token.set_defaults(func=cmd_init_token)
+    init_files = sub.add_parser("init-files", help="write the systemd unit and socket, the "
+                                                   "SysV script and the logrotate snippet")
+    init_files.add_argument("directory", help="where to write them (made if missing)")
+    init_files.set_defaults(func=cmd_init_files)
+    for p in (init_config, init_files):
+        p.add_argument("--force", action="store_true", help="replace existing files")
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser

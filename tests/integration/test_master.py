@@ -212,6 +212,13 @@ def test_check_prints_schema_and_semantic_errors_together(tmp_path):
         f"{path}: configuration is invalid"]
 
 
+def _get_or_none(url: str) -> requests.Response | None:
+    try:
+        return requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return None
+
+
 def test_default_config_answers_without_any_upstream(tmp_path):
     """The shipped etc/dakia/dakia.yaml: a page of its own, and 502 for /api/ with none."""
     with open(os.path.join(ROOT, "etc", "dakia", "dakia.yaml")) as f:
@@ -221,6 +228,11 @@ def test_default_config_answers_without_any_upstream(tmp_path):
     config["gateways"][0]["upstreams"][0]["upstream_nodes"][0]["address"]["port"] = free_port()
     config["pid_file"] = str(tmp_path / "dakia.pid")
     config["state_dir"] = str(tmp_path / "state")
+    admin_port = free_port()
+    assert config["admin"] == {"listen": "127.0.0.1:9901", "token_file": "admin.token"}
+    config["admin"]["listen"] = f"127.0.0.1:{admin_port}"
+    token = "a-token-for-the-sample-config-test"
+    (tmp_path / "admin.token").write_text(token + "\n")
     path = tmp_path / "dakia.yaml"
     path.write_text(yaml.safe_dump(config))
     log = open(tmp_path / "log", "wb")
@@ -240,6 +252,14 @@ def test_default_config_answers_without_any_upstream(tmp_path):
         api = requests.get(f"http://127.0.0.1:{port}/api/users", timeout=5)
         assert api.status_code == 502
         assert "502 Bad Gateway" in api.text
+        # The dashboard on the admin listener; its data needs the token beside the file.
+        admin = f"http://127.0.0.1:{admin_port}"
+        dashboard = wait_until(lambda: _get_or_none(admin + "/"), 20, "the dashboard")
+        assert dashboard.status_code == 200 and "<title>dakia-prefork" in dashboard.text
+        assert requests.get(admin + "/status", timeout=5).status_code == 401
+        status = requests.get(admin + "/status", timeout=5,
+                              headers={"Authorization": f"Bearer {token}"})
+        assert status.status_code == 200 and len(status.json()["workers"]) == 2
     finally:
         process.terminate()
         process.wait(15)
