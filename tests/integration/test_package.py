@@ -76,6 +76,10 @@ def test_wheel_carries_license_sample_init_files_and_schema(dist: Path) -> None:
                 (ROOT / "tools/init" / name).read_bytes()
         assert archive.read("dakia_prefork/config/schema.json") == \
             (ROOT / "dakia_prefork/config/schema.json").read_bytes()
+        # The dashboard's page, script and style sheet (no CDN: the wheel has them all).
+        for name in ("index.html", "dashboard.js", "dashboard.css"):
+            assert archive.read(f"dakia_prefork/dashboard/static/{name}") == \
+                (ROOT / "dakia_prefork/dashboard/static" / name).read_bytes()
         license_name = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
         assert archive.read(license_name) == (ROOT / "LICENSE").read_bytes()
         metadata = archive.read(next(n for n in names
