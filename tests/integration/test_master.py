@@ -178,13 +178,17 @@ def test_daemon_mode(upstreams, gateways):
     assert not os.path.exists(gw.config["pid_file"])
 
 
-def test_version_and_check_commands():
+def test_version_and_check_commands(tmp_path):
     version = subprocess.run([sys.executable, "-m", "dakia_prefork.cli", "version"],
                              capture_output=True, text=True, timeout=20, cwd=ROOT)
     assert version.returncode == 0 and version.stdout.startswith("dakia-prefork ")
+    # The shipped config, with the token file `make check` writes beside it.
+    shipped = tmp_path / "dakia.yaml"
+    with open(os.path.join(ROOT, "etc", "dakia", "dakia.yaml"), "rb") as f:
+        shipped.write_bytes(f.read())
+    (tmp_path / "admin.token").write_text("t" * 64 + "\n")
     check = subprocess.run([sys.executable, "-m", "dakia_prefork.cli", "check", "-c",
-                            os.path.join(ROOT, "etc", "dakia", "dakia.yaml")],
-                           capture_output=True, text=True, timeout=20, cwd=ROOT)
+                            str(shipped)], capture_output=True, text=True, timeout=20, cwd=ROOT)
     assert check.returncode == 0, check.stderr
     assert "configuration is valid" in check.stdout
 
