@@ -122,9 +122,10 @@ def upstream_rows(config: dict[str, Any], stats: NodeStats, now: float) -> list[
     the first verdict), None when the upstream has no ``health_check``. ``ejected_for``:
     seconds left of a passive ejection (0: not ejected). ``active``: requests in flight to
     the node from every worker, None when the upstream's algorithm does not count them
-    (see COUNTING_ALGORITHMS). ``latency_ms``: the nodes' response-head latency average
-    (every balancer but round_robin-like ones that never measure it leaves None; see
-    shm/nodestats.py). A node no worker has used yet has no entry: zeros."""
+    (see COUNTING_ALGORITHMS). ``latency_ms``: the node table's response-head latency
+    average, which only ``least_response_time`` keeps (None elsewhere, and before a first
+    sample; the per-node latency of every algorithm is in the metrics). A node no worker
+    has used yet has no entry: zeros."""
     rows = []
     for gateway in config["gateways"]:
         for upstream in gateway["upstreams"]:

@@ -178,11 +178,10 @@ class _Collector(Collector):
                 for node in upstream.get("upstream_nodes") or []:
                     label = describe_address(node["address"])
                     values = [str(gateway["name"]), str(upstream["name"]), label]
-                    keys = NodeKeys(*values)
-                    latency.add_metric(values, get(keys.latency_count(), 0),
-                                       get(keys.latency_sum(), 0) / 1e6)
-                    failures.add_metric(values, get(keys.failures(), 0))
-                    ejections.add_metric(values, get(keys.ejections(), 0))
+                    count, total, failed, ejected = _node_table(NodeKeys(*values))
+                    latency.add_metric(values, get(count, 0), get(total, 0) / 1e6)
+                    failures.add_metric(values, get(failed, 0))
+                    ejections.add_metric(values, get(ejected, 0))
                     index = nodes.find(f"{values[0]}/{values[1]}/{label}")
                     if index is None:           # no worker has used it yet
                         healthy.add_metric(values, 1)
@@ -227,6 +226,13 @@ def _table(keys: RouteKeys) -> _Table:
         upstream_sum=keys.upstream_sum() if proxied else 0,
         rejections=keys.rejections() if proxied else 0,
         websocket_upgrades=keys.websocket_upgrades() if proxied else 0)
+
+
+@functools.lru_cache(maxsize=16384)
+def _node_table(keys: NodeKeys) -> tuple[int, int, int, int]:
+    """A node's keys (latency count and sum, failures, ejections), computed once, as
+    ``_table`` does for a route's."""
+    return keys.latency_count(), keys.latency_sum(), keys.failures(), keys.ejections()
 
 
 def _requests(sums: Mapping[int, int], routes: list[RouteKeys]) -> Iterator[Metric]:
